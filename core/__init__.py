@@ -1,0 +1,1 @@
+"""Image Atlas core library: UI-free; the app, the CLI and the tests all call into it."""

@@ -1,0 +1,74 @@
+"""Every setting in one table: name, default, help. Read from the environment, then `.streamlit/secrets.toml`."""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("QDRANT_URL", "", "URL of a Qdrant server or cluster, e.g. http://localhost:6333. "
+            "Empty: use the embedded engine in ATLAS_STORE_PATH."),
+    Setting("QDRANT_API_KEY", "", "API key for the Qdrant server (Qdrant Cloud or a server started with one)."),
+    Setting("ATLAS_STORE_PATH", "./data/qdrant", "Folder of the embedded Qdrant engine (one subfolder per collection)."),
+    Setting("ATLAS_MODEL", "auto", "Embedding model: auto, clip-vit-b-32, effnet-lite0, or open_clip:<architecture> "
+            "with ATLAS_CLIP_WEIGHTS. auto picks clip-vit-b-32 when its weights are available, else effnet-lite0."),
+    Setting("ATLAS_CLIP_WEIGHTS", "", "Local OpenCLIP weights file (.pt/.bin/.safetensors) for clip-vit-b-32 or "
+            "open_clip:<architecture>; use it on machines without internet."),
+    Setting("ATLAS_BATCH_SIZE", 32, "Images per model forward pass during ingest."),
+    Setting("ATLAS_DEVICE", "auto", "Torch device for the model: auto (CUDA when available, fp16 there), cpu, cuda."),
+    Setting("ATLAS_WORKERS", 2, "Threads that read, decode and preprocess images while the model runs."),
+    Setting("ATLAS_MAX_IMAGE_PIXELS", 50_000_000, "Images with more pixels are skipped as possible decompression bombs."),
+    Setting("ATLAS_IMAGE_BASE_URL", "", "Base URL where the image folder is served over HTTP; stored as image_url "
+            "in each point's payload (base URL + relative path)."),
+    Setting("ATLAS_REPORT_DIR", "./data/reports", "Folder for ingest reports (CSV of skipped files)."),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _secrets(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _coerce(setting: Setting, raw: Any) -> Any:
+    if setting.kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"Setting {setting.name} must be a whole number, got {raw!r}.") from None
+    return str(raw)
+
+
+def get(name: str, secrets_path: Path | str = ".streamlit/secrets.toml") -> Any:
+    """The value of one setting: environment first, then secrets.toml, then the default."""
+    setting = _BY_NAME[name]
+    if name in os.environ and os.environ[name] != "":
+        return _coerce(setting, os.environ[name])
+    secrets = _secrets(Path(secrets_path))
+    if name in secrets:
+        return _coerce(setting, secrets[name])
+    return setting.default
+
+
+def all_values(secrets_path: Path | str = ".streamlit/secrets.toml") -> dict[str, Any]:
+    return {s.name: get(s.name, secrets_path) for s in SETTINGS}

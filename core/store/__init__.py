@@ -1,0 +1,26 @@
+"""The store adapter: the only package that talks to Qdrant. `open_store` picks the engine from a location."""
+from __future__ import annotations
+
+from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
+                   StoreLocked, VectorSpec)
+
+
+def open_store(url: str = "", api_key: str = "", path: str = "./data/qdrant") -> Store:
+    """A URL (http/https, or ":memory:" for tests) opens qdrant-client; otherwise the embedded engine in `path`."""
+    if url:
+        from .remote import ClientStore
+
+        return ClientStore(url, api_key or None)
+    from .edge import EdgeStore
+
+    return EdgeStore(path)
+
+
+def open_from_settings() -> Store:
+    from .. import settings
+
+    return open_store(settings.get("QDRANT_URL"), settings.get("QDRANT_API_KEY"), settings.get("ATLAS_STORE_PATH"))
+
+
+__all__ = ["CollectionInfo", "CollectionNotFound", "Filter", "Hit", "PointId", "Points", "Store", "StoreError",
+           "StoreLocked", "VectorSpec", "open_store", "open_from_settings"]

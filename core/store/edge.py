@@ -1,0 +1,248 @@
+"""Embedded engine: Qdrant Edge (Qdrant's Rust engine in-process), one shard folder per collection."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import qdrant_edge as qe
+
+from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
+                   StoreLocked, VectorSpec)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_CONFIG_FILE = "edge_config.json"
+_LOCK_FILE = ".atlas.lock"
+
+
+def _norm_id(pid: Any) -> PointId:
+    return str(pid) if isinstance(pid, uuid.UUID) else pid
+
+
+def _edge_filter(filter: Filter | None) -> qe.Filter | None:
+    if not filter:
+        return None
+    must = []
+    for key, value in filter.items():
+        if isinstance(value, (list, tuple, set)):
+            match = qe.MatchAny(list(value))
+        else:
+            match = qe.MatchValue(value)
+        must.append(qe.FieldCondition(key=key, match=match))
+    return qe.Filter(must=must)
+
+
+def _vector_of(raw: Any, name: str) -> list[float] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return raw.get(name)
+    return raw
+
+
+class EdgeStore(Store):
+    engine = "embedded"
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+        self.location = str(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock_handle = open(self.root / _LOCK_FILE, "a+")
+        except OSError as exc:
+            raise StoreError(f"Cannot use the embedded Qdrant folder {self.root}: {exc.strerror or exc}. "
+                             "Set ATLAS_STORE_PATH to a writable folder.") from None
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_handle.close()
+            raise StoreLocked(
+                f"The embedded Qdrant folder {self.root} is in use by another process. Stop that process "
+                "(another app or ingest), point ATLAS_STORE_PATH at another folder, or use a Qdrant server "
+                "(set QDRANT_URL) so that several processes can share the data.") from None
+        self._shards: dict[str, qe.EdgeShard] = {}
+        # Edge serializes writes itself, but opening shards and our read-modify-write steps must not interleave.
+        self._lock = threading.RLock()
+
+    # --- collections -------------------------------------------------------------------------------------------
+    def _path(self, name: str) -> Path:
+        if not _NAME_RE.match(name):
+            raise StoreError(f"Invalid collection name {name!r}: use letters, digits, '_', '-' or '.', "
+                             "starting with a letter or digit.")
+        return self.root / name
+
+    def _shard(self, name: str) -> qe.EdgeShard:
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is None:
+                path = self._path(name)
+                if not (path / _CONFIG_FILE).is_file():
+                    raise CollectionNotFound(f"Collection '{name}' does not exist in {self.root}.")
+                try:
+                    shard = qe.EdgeShard.load(str(path))
+                except Exception as exc:  # the engine raises a bare Exception
+                    raise StoreError(f"Cannot open collection '{name}' in {path}: {exc}") from None
+                self._shards[name] = shard
+            return shard
+
+    def collection_exists(self, name: str) -> bool:
+        return (self._path(name) / _CONFIG_FILE).is_file()
+
+    def _vectors(self, name: str) -> list[VectorSpec]:
+        config = json.loads((self._path(name) / _CONFIG_FILE).read_text())
+        vectors = config.get("vectors") or {}
+        return [VectorSpec(vname, int(p["size"]), str(p.get("distance", "Cosine"))) for vname, p in vectors.items()]
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        shard = self._shard(name)
+        return CollectionInfo(name, shard.info().points_count, self._vectors(name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        names = sorted(p.name for p in self.root.iterdir() if (p / _CONFIG_FILE).is_file())
+        return [self.collection_info(n) for n in names]
+
+    def create_collection(self, name: str, vectors: Mapping[str, int]) -> None:
+        path = self._path(name)
+        with self._lock:
+            if self.collection_exists(name):
+                raise StoreError(f"Collection '{name}' already exists in {self.root}.")
+            params = {vname: qe.EdgeVectorParams(size=int(size), distance=qe.Distance.Cosine)
+                      for vname, size in vectors.items()}
+            config = qe.EdgeConfig(vectors=params[""] if list(params) == [""] else params)
+            shard = qe.EdgeShard.create(str(path), config)
+            shard.update(qe.UpdateOperation.create_field_index("label", qe.PayloadSchemaType.Keyword))
+            self._shards[name] = shard
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            path = self._path(name)
+            if path.exists():
+                shutil.rmtree(path)
+
+    # --- points ------------------------------------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
+               payloads: Sequence[dict[str, Any]]) -> None:
+        shard = self._shard(name)
+        columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
+        points = []
+        for i, pid in enumerate(ids):
+            if list(columns) == [""]:
+                vec: Any = columns[""][i]
+            else:
+                vec = {vname: col[i] for vname, col in columns.items()}
+            points.append(qe.Point(pid, vec, payloads[i]))
+        try:
+            shard.update(qe.UpdateOperation.upsert_points(points))
+        except Exception as exc:
+            raise StoreError(f"Upsert into '{name}' failed: {exc}") from None
+
+    def _using(self, name: str, vector: str | None) -> str:
+        return CollectionInfo(name, 0, self._vectors(name)).vector(vector).name
+
+    def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
+               filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
+               page_size: int = 5000) -> Points:
+        shard = self._shard(name)
+        using = self._using(name, vector) if with_vectors else ""
+        with_payload: Any = list(payload_keys) if payload_keys is not None else True
+        ids: list[PointId] = []
+        rows: list[list[float]] = []
+        payloads: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            records, offset = shard.scroll(qe.ScrollRequest(
+                offset=offset, limit=page_size, filter=_edge_filter(filter), with_payload=with_payload,
+                with_vector=[using] if with_vectors and using else with_vectors))
+            for rec in records:
+                vec = _vector_of(rec.vector, using) if with_vectors else None
+                if with_vectors and vec is None:
+                    continue  # a point without this named vector has no place in this vector's space
+                ids.append(_norm_id(rec.id))
+                payloads.append(rec.payload or {})
+                if with_vectors:
+                    rows.append(vec)
+            if offset is None:
+                break
+        return Points(ids, _matrix(rows, len(ids)) if with_vectors else None, payloads)
+
+    def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,
+                 with_vectors: bool = False) -> Points:
+        shard = self._shard(name)
+        using = self._using(name, vector) if with_vectors else ""
+        records = shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        by_id = {_norm_id(r.id): r for r in records}
+        found = [pid for pid in ids if pid in by_id]
+        rows = [_vector_of(by_id[pid].vector, using) for pid in found] if with_vectors else []
+        return Points(found, _matrix(rows, len(found)) if with_vectors else None,
+                      [by_id[pid].payload or {} for pid in found])
+
+    def query(self, name: str, vector: Sequence[float] | np.ndarray, using: str | None = None, k: int = 10,
+              filter: Filter | None = None, hnsw_ef: int | None = None, exact: bool = False,
+              score_threshold: float | None = None) -> list[Hit]:
+        shard = self._shard(name)
+        vname = self._using(name, using)
+        query_vec = np.asarray(vector, dtype=np.float32).tolist()
+        hits = shard.query(qe.QueryRequest(
+            limit=int(k), query=qe.Query.Nearest(query_vec, using=vname or None), filter=_edge_filter(filter),
+            with_payload=True, score_threshold=score_threshold,
+            params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact)))
+        return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
+
+    def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
+        self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), dict(payload)))
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(filter)))
+
+    def count_by(self, name: str, key: str, limit: int = 10_000) -> dict[Any, int]:
+        shard = self._shard(name)
+        try:
+            hits = shard.facet(qe.FacetRequest(key=key, limit=limit, exact=True)).hits
+            return {h.value: h.count for h in hits}
+        except Exception:
+            # Facets need a payload index; on a folder we did not create, fall back to counting a scroll.
+            counts: dict[Any, int] = {}
+            for payload in self.scroll(name, with_vectors=False, payload_keys=[key]).payloads:
+                value = payload.get(key)
+                if value is not None and not isinstance(value, (list, dict)):
+                    counts[value] = counts.get(value, 0) + 1
+            return counts
+
+    def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def optimize(self, name: str) -> None:
+        shard = self._shard(name)
+        shard.flush()
+        shard.optimize()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                try:
+                    shard.flush()
+                    shard.close()
+                except Exception:
+                    pass
+            self._shards.clear()
+            if not self._lock_handle.closed:
+                fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+                self._lock_handle.close()
+
+
+def _matrix(rows: list[list[float] | None], n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    if any(r is None for r in rows):
+        raise StoreError("Some points have no vector of this name; pick another vector.")
+    return np.asarray(rows, dtype=np.float32).reshape(n, -1)

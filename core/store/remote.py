@@ -1,0 +1,204 @@
+"""Qdrant through qdrant-client: a server or cluster by URL, or qdrant-client's in-memory mode in tests."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
+                   VectorSpec)
+
+
+def _client_filter(filter: Filter | None) -> models.Filter | None:
+    if not filter:
+        return None
+    must: list[Any] = []
+    for key, value in filter.items():
+        if isinstance(value, (list, tuple, set)):
+            match: Any = models.MatchAny(any=list(value))
+        else:
+            match = models.MatchValue(value=value)
+        must.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=must)
+
+
+def _vector_of(raw: Any, name: str) -> list[float] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return raw.get(name)
+    return raw
+
+
+class ClientStore(Store):
+    engine = "server"
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: int = 10):
+        self.location = url
+        if url == ":memory:":
+            self.engine = "in-memory"
+        try:
+            if url == ":memory:":
+                self.client = QdrantClient(location=":memory:")
+            else:
+                self.client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout,
+                                           check_compatibility=False)
+            self.client.get_collections()  # fail now, with the URL, rather than on first use
+        except Exception as exc:
+            raise StoreError(self._explain(exc)) from None
+        # qdrant-client's local mode is not thread-safe; the HTTP client is, but one lock keeps both simple.
+        self._lock = threading.RLock()
+
+    def _explain(self, exc: Exception) -> str:
+        text = str(exc) or type(exc).__name__
+        if "401" in text or "403" in text or "nauthorized" in text or "orbidden" in text:
+            return (f"The Qdrant server at {self.location} refused the API key ({text}). "
+                    "Check QDRANT_API_KEY.")
+        return (f"Cannot reach the Qdrant server at {self.location}: {text}. Check QDRANT_URL and that the "
+                "server is running (docker compose up), or unset QDRANT_URL to use the embedded engine.")
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return fn(*args, **kwargs)
+            except (StoreError, ValueError) as exc:
+                if "not found" in str(exc).lower() and isinstance(exc, ValueError):
+                    raise CollectionNotFound(str(exc)) from None
+                raise
+            except Exception as exc:
+                text = str(exc)
+                if "Not found" in text or "doesn't exist" in text or "404" in text:
+                    raise CollectionNotFound(f"Not found at {self.location}: {text}") from None
+                if "onnect" in text or "imed out" in text:
+                    raise StoreError(self._explain(exc)) from None
+                raise StoreError(f"Qdrant at {self.location} failed: {text}") from None
+
+    # --- collections -------------------------------------------------------------------------------------------
+    def collection_exists(self, name: str) -> bool:
+        return bool(self._call(self.client.collection_exists, name))
+
+    def collection_info(self, name: str) -> CollectionInfo:
+        if not self.collection_exists(name):
+            raise CollectionNotFound(f"Collection '{name}' does not exist at {self.location}.")
+        info = self._call(self.client.get_collection, name)
+        vectors_cfg = info.config.params.vectors
+        if isinstance(vectors_cfg, models.VectorParams):
+            specs = [VectorSpec("", vectors_cfg.size, vectors_cfg.distance.value)]
+        else:
+            specs = [VectorSpec(n, p.size, p.distance.value) for n, p in (vectors_cfg or {}).items()]
+        points = self._call(self.client.count, name, exact=True).count
+        return CollectionInfo(name, points, specs)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        names = sorted(c.name for c in self._call(self.client.get_collections).collections)
+        return [self.collection_info(n) for n in names]
+
+    def create_collection(self, name: str, vectors: Mapping[str, int]) -> None:
+        if self.collection_exists(name):
+            raise StoreError(f"Collection '{name}' already exists at {self.location}.")
+        params = {vname: models.VectorParams(size=int(size), distance=models.Distance.COSINE)
+                  for vname, size in vectors.items()}
+        config: Any = params[""] if list(params) == [""] else params
+        self._call(self.client.create_collection, name, vectors_config=config)
+        if self.engine != "in-memory":  # local mode ignores payload indexes and warns
+            self._call(self.client.create_payload_index, name, "label", models.PayloadSchemaType.KEYWORD)
+
+    def delete_collection(self, name: str) -> None:
+        self._call(self.client.delete_collection, name)
+
+    # --- points ------------------------------------------------------------------------------------------------
+    def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
+               payloads: Sequence[dict[str, Any]]) -> None:
+        columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
+        points = []
+        for i, pid in enumerate(ids):
+            vec: Any = columns[""][i] if list(columns) == [""] else {v: c[i] for v, c in columns.items()}
+            points.append(models.PointStruct(id=pid, vector=vec, payload=payloads[i]))
+        self._call(self.client.upsert, name, points=points, wait=True)
+
+    def _using(self, name: str, vector: str | None) -> str:
+        return self.collection_info(name).vector(vector).name
+
+    def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
+               filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
+               page_size: int = 5000) -> Points:
+        using = self._using(name, vector) if with_vectors else ""
+        with_payload: Any = list(payload_keys) if payload_keys is not None else True
+        with_vector: Any = ([using] if using else True) if with_vectors else False
+        ids: list[PointId] = []
+        rows: list[list[float]] = []
+        payloads: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            records, offset = self._call(self.client.scroll, name, scroll_filter=_client_filter(filter),
+                                         limit=page_size, offset=offset, with_payload=with_payload,
+                                         with_vectors=with_vector)
+            for rec in records:
+                vec = _vector_of(rec.vector, using) if with_vectors else None
+                if with_vectors and vec is None:
+                    continue
+                ids.append(rec.id)
+                payloads.append(rec.payload or {})
+                if with_vectors:
+                    rows.append(vec)
+            if offset is None:
+                break
+        return Points(ids, _matrix(rows, len(ids)) if with_vectors else None, payloads)
+
+    def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,
+                 with_vectors: bool = False) -> Points:
+        using = self._using(name, vector) if with_vectors else ""
+        records = self._call(self.client.retrieve, name, ids=list(ids), with_payload=True,
+                             with_vectors=([using] if using else True) if with_vectors else False)
+        by_id = {r.id: r for r in records}
+        found = [pid for pid in ids if pid in by_id]
+        rows = [_vector_of(by_id[pid].vector, using) for pid in found] if with_vectors else []
+        return Points(found, _matrix(rows, len(found)) if with_vectors else None,
+                      [by_id[pid].payload or {} for pid in found])
+
+    def query(self, name: str, vector: Sequence[float] | np.ndarray, using: str | None = None, k: int = 10,
+              filter: Filter | None = None, hnsw_ef: int | None = None, exact: bool = False,
+              score_threshold: float | None = None) -> list[Hit]:
+        vname = self._using(name, using)
+        result = self._call(self.client.query_points, name, query=np.asarray(vector, dtype=np.float32).tolist(),
+                            using=vname or None, limit=int(k), query_filter=_client_filter(filter),
+                            with_payload=True, score_threshold=score_threshold,
+                            search_params=models.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
+        return [Hit(p.id, float(p.score), p.payload or {}) for p in result.points]
+
+    def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
+        self._call(self.client.set_payload, name, payload=dict(payload), points=list(ids), wait=True)
+
+    def count(self, name: str, filter: Filter | None = None) -> int:
+        return self._call(self.client.count, name, count_filter=_client_filter(filter), exact=True).count
+
+    def count_by(self, name: str, key: str, limit: int = 10_000) -> dict[Any, int]:
+        if self.engine != "in-memory":
+            try:
+                hits = self._call(self.client.facet, name, key=key, limit=limit, exact=True).hits
+                return {h.value: h.count for h in hits}
+            except StoreError:
+                pass  # no payload index on this key: count a scroll instead
+        counts: dict[Any, int] = {}
+        for payload in self.scroll(name, with_vectors=False, payload_keys=[key]).payloads:
+            value = payload.get(key)
+            if value is not None and not isinstance(value, (list, dict)):
+                counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        self._call(self.client.delete, name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:
+            pass
+
+
+def _matrix(rows: list[list[float]], n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(rows, dtype=np.float32).reshape(n, -1)
