@@ -1,0 +1,128 @@
+"""Command line: a thin layer over core. `python -m core --help`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from . import settings
+
+
+def _store(args: argparse.Namespace):
+    from .store import open_store
+
+    return open_store(args.qdrant_url or settings.get("QDRANT_URL"), settings.get("QDRANT_API_KEY"),
+                      args.store_path or settings.get("ATLAS_STORE_PATH"))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import models
+    from .ingest import ingest, scan_folder
+
+    scan_folder(args.folder)  # bad folders fail before a model loads
+    choice = models.choose(args.model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
+    print(f"model: {choice.name} ({choice.reason})", file=sys.stderr)
+    model = models.load(choice, settings.get("ATLAS_DEVICE"))
+    bar = tqdm(total=0, unit="img", desc=f"ingest {args.collection}", disable=args.quiet, file=sys.stderr)
+
+    def on_progress(p) -> None:
+        bar.total = p.total
+        bar.update(p.done - bar.n)
+
+    with _store(args) as store:
+        report = ingest(store, args.folder, args.collection, model, base_url=args.base_url or
+                        settings.get("ATLAS_IMAGE_BASE_URL"), batch_size=args.batch_size or
+                        settings.get("ATLAS_BATCH_SIZE"), workers=settings.get("ATLAS_WORKERS"),
+                        max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), prune=args.prune,
+                        report_dir=settings.get("ATLAS_REPORT_DIR"), model_reason=choice.reason,
+                        progress=on_progress)
+    bar.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    rate = f", {report.embedded / report.seconds:.1f} images/s" if report.seconds and report.embedded else ""
+    print(f"{report.collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+          f"{len(report.skipped)} skipped" + (f", {report.removed} removed" if report.removed else "")
+          + f" in {report.seconds:.1f} s{rate}")
+    for s in report.skipped[:20]:
+        print(f"  skipped {s.path}: {s.reason}")
+    if len(report.skipped) > 20:
+        print(f"  ... and {len(report.skipped) - 20} more")
+    if report.report_csv:
+        print(f"skipped files listed in {report.report_csv}")
+    return 0
+
+
+def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
+    out = []
+    for info in store.list_collections():
+        labels = store.count_by(info.name, label_field) if info.points else {}
+        out.append({"name": info.name, "points": info.points,
+                    "vectors": [{"name": v.name, "size": v.size, "distance": v.distance} for v in info.vectors],
+                    "model": info.vectors[0].name if len(info.vectors) == 1 else None,
+                    "labels": {str(k): v for k, v in sorted(labels.items(), key=lambda kv: (-kv[1], str(kv[0])))}})
+    return out
+
+
+def cmd_collections(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        rows = collection_summaries(store, args.label_field)
+        where = store.describe()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(f"No collections in {where}. Create one with: python -m core ingest FOLDER --collection NAME")
+        return 0
+    print(where)
+    for r in rows:
+        vecs = ", ".join(f"{v['name'] or '(unnamed)'} {v['size']}-d" for v in r["vectors"])
+        labels = ", ".join(f"{k} {v}" for k, v in list(r["labels"].items())[:12])
+        print(f"- {r['name']}: {r['points']} points; vectors {vecs}" + (f"; labels {labels}" if labels else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Image Atlas command line.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--qdrant-url", default="", help="Qdrant server URL (default: setting QDRANT_URL; "
+                        "empty means the embedded engine)")
+    common.add_argument("--store-path", default="", help="embedded engine folder (default: ATLAS_STORE_PATH)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="embed a folder of labeled images into a collection")
+    p.add_argument("folder", help="folder with one subfolder per label (apple/1.jpg, banana/2.png, ...)")
+    p.add_argument("--collection", required=True, help="collection name (created when missing)")
+    p.add_argument("--model", default="", help="auto, clip-vit-b-32, effnet-lite0 or open_clip:<arch> "
+                   "(default: ATLAS_MODEL)")
+    p.add_argument("--base-url", default="", help="URL where the folder is served; stored as image_url")
+    p.add_argument("--batch-size", type=int, default=0, help="images per model batch (default: ATLAS_BATCH_SIZE)")
+    p.add_argument("--prune", action="store_true", help="delete points whose files are gone from the folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_ingest)
+
+    p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
+    p.add_argument("--label-field", default="label", help="payload field that holds the label")
+    p.set_defaults(fn=cmd_collections)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .ingest import IngestError
+    from .models import ModelError
+    from .store import StoreError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (IngestError, ModelError, StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: points written so far are kept; run the same command again to continue.",
+              file=sys.stderr)
+        return 130

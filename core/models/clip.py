@@ -1,0 +1,104 @@
+"""OpenCLIP models: ViT-B-32 with OpenAI weights by default, or any architecture with a local weights file."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .base import Embedder, ModelError, l2_normalize
+
+DEFAULT_ARCH = "ViT-B-32"
+HF_REPO = "timm/vit_base_patch32_clip_224.openai"
+HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def cached_openai_weights() -> str | None:
+    """The ViT-B-32 OpenAI weights file if an earlier download left it in the Hugging Face cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in HF_FILES:
+        found = try_to_load_from_cache(HF_REPO, filename)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_weights(weights_file: str = "") -> tuple[str, str]:
+    """Where clip-vit-b-32's weights will come from: (pretrained argument for open_clip, explanation).
+
+    Raises ModelError within seconds when there is no way to get them."""
+    if weights_file:
+        if not Path(weights_file).is_file():
+            raise ModelError(f"ATLAS_CLIP_WEIGHTS points at {weights_file}, which is not a file. Set it to a "
+                             "downloaded OpenCLIP weights file, or use ATLAS_MODEL=effnet-lite0 (works offline).")
+        return weights_file, f"weights file from ATLAS_CLIP_WEIGHTS ({weights_file})"
+    cached = cached_openai_weights()
+    if cached:
+        return cached, f"OpenAI weights from the local cache ({cached})"
+    if hub_reachable():
+        return "openai", "OpenAI weights downloaded from the Hugging Face hub (first use only, ~600 MB)"
+    raise ModelError("The OpenCLIP ViT-B-32 OpenAI weights are not on this machine and huggingface.co cannot be "
+                     "reached. Download them elsewhere and set ATLAS_CLIP_WEIGHTS to the file, or use "
+                     "ATLAS_MODEL=effnet-lite0, which works offline (image search only).")
+
+
+class OpenClipEmbedder(Embedder):
+    supports_text = True
+
+    def __init__(self, arch: str = DEFAULT_ARCH, pretrained: str | None = "openai", device: str = "cpu",
+                 name: str | None = None):
+        """`pretrained`: "openai", a weights file, or None for random weights (plumbing tests only)."""
+        import open_clip
+
+        self.device = device
+        self.name = name or model_name_for_arch(arch)
+        openai_weights = arch == DEFAULT_ARCH and pretrained is not None
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=device,
+                # OpenAI's ViT-B-32 was trained with QuickGELU; a weights file does not say so itself.
+                force_quick_gelu=openai_weights and pretrained != "openai",
+                precision="fp16" if device.startswith("cuda") else "fp32")
+        except RuntimeError as exc:
+            raise ModelError(f"Cannot load OpenCLIP {arch} weights from {pretrained}: {exc}") from None
+        self.model = model.eval()
+        self._preprocess = preprocess
+        self._tokenizer = open_clip.get_tokenizer(arch)
+        self.dim = int(self.model.visual.output_dim)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self._preprocess(image)
+
+    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            x = batch.to(self.device, dtype=self.autocast_dtype, non_blocking=True)
+            return l2_normalize(self.model.encode_image(x))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        texts = [t.strip() for t in texts]
+        if not texts or not all(texts):
+            raise ModelError("Text query is empty: type a few words describing the images you want.")
+        with torch.inference_mode():
+            tokens = self._tokenizer(list(texts)).to(self.device)
+            return l2_normalize(self.model.encode_text(tokens))
+
+
+def model_name_for_arch(arch: str) -> str:
+    return "clip-vit-b-32" if arch == DEFAULT_ARCH else f"open_clip:{arch}"
