@@ -1,0 +1,43 @@
+"""The command line, run as a user runs it: a subprocess with the real offline model."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.fakes import write_image
+
+
+def _run(*args, env_extra=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_ingest_then_collections(tmp_path):
+    folder = tmp_path / "fruit"
+    for label, color in {"apple": (200, 20, 20), "banana": (230, 220, 40)}.items():
+        for i in range(3):
+            write_image(folder / label / f"{i}.jpg", color, fmt="JPEG")
+    (folder / "apple" / "bad.jpg").write_bytes(b"nope")
+    store = str(tmp_path / "qdrant")
+    env = {"ATLAS_REPORT_DIR": str(tmp_path / "reports")}
+    out = _run("ingest", str(folder), "--collection", "fruits", "--model", "auto", "--store-path", store, "--json",
+               env_extra=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["added"], report["skipped"], report["model"]) == (6, 1, "effnet-lite0")
+    assert "auto chose effnet-lite0" in report["model_reason"]
+    assert report["skipped_files"][0]["path"] == "apple/bad.jpg"
+    listing = _run("collections", "--store-path", store, "--json")
+    assert listing.returncode == 0, listing.stderr
+    [row] = json.loads(listing.stdout)
+    assert row["name"] == "fruits" and row["points"] == 6 and row["model"] == "effnet-lite0"
+    assert row["vectors"][0]["size"] == 1280 and row["labels"] == {"apple": 3, "banana": 3}
+
+
+def test_failures_exit_nonzero_with_a_message(tmp_path):
+    out = _run("ingest", str(tmp_path / "nope"), "--collection", "x", "--store-path", str(tmp_path / "q"))
+    assert out.returncode == 1 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+    out = _run("collections", "--qdrant-url", "http://127.0.0.1:9")
+    assert out.returncode == 1 and "http://127.0.0.1:9" in out.stderr and "Traceback" not in out.stderr
