@@ -38,6 +38,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         settings.get("ATLAS_BATCH_SIZE"), workers=settings.get("ATLAS_WORKERS"),
                         max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), prune=args.prune,
                         report_dir=settings.get("ATLAS_REPORT_DIR"), model_reason=choice.reason,
+                        cache_dir=settings.get("ATLAS_CACHE_DIR"),
                         progress=on_progress)
     bar.close()
     if args.json:
@@ -54,6 +55,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if report.report_csv:
         print(f"skipped files listed in {report.report_csv}")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import build_demo
+
+    demo = build_demo(args.out, per_class=args.per_class)
+    print(f"demo data: {demo.images} images from {demo.source}, {demo.planted} planted mislabels "
+          f"(ground truth: {demo.ground_truth})", file=sys.stderr)
+    if args.no_ingest:
+        return 0
+    args.folder, args.base_url, args.batch_size, args.prune = str(demo.folder), "", 0, False
+    return cmd_ingest(args)
 
 
 def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
@@ -104,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true", help="delete points whose files are gone from the folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_ingest)
+
+    p = sub.add_parser("demo", parents=[common], help="build the demo dataset (planted mislabels) and ingest it")
+    p.add_argument("--out", default="data/demo", help="folder for the demo images and ground_truth.csv")
+    p.add_argument("--per-class", type=int, default=200, help="images per class")
+    p.add_argument("--collection", default="demo", help="collection to ingest into")
+    p.add_argument("--model", default="", help="model (default: ATLAS_MODEL)")
+    p.add_argument("--no-ingest", action="store_true", help="only build the folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
     p.add_argument("--label-field", default="label", help="payload field that holds the label")

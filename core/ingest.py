@@ -16,7 +16,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from . import images
+from . import images, thumbnails
 from .models import Embedder
 from .store import Store
 
@@ -159,40 +159,44 @@ def _ordered_prefetch(pool: ThreadPoolExecutor, items: list, fn: Callable[[Any],
             pending.append(pool.submit(fn, nxt))
 
 
-def check_collection(store: Store, collection: str, model: Embedder) -> bool:
-    """True when the collection exists and takes this model's vectors; raises IngestError when it cannot."""
+def check_collection(store: Store, collection: str, model_name: str, dim: int | None = None) -> bool:
+    """True when the collection exists and takes this model's vectors, False when it does not exist yet;
+    raises IngestError when ingesting this model into it would mix embedding spaces or erase vectors."""
     if not store.collection_exists(collection):
         return False
     info = store.collection_info(collection)
     names = [v.name for v in info.vectors]
-    if model.name not in names:
+    if model_name not in names:
         held = ", ".join(repr(n) for n in names) or "no vectors"
-        raise IngestError(f"Collection '{collection}' holds vectors of {held}, not of model '{model.name}'. "
+        raise IngestError(f"Collection '{collection}' holds vectors of {held}, not of model '{model_name}'. "
                           f"Ingest with that model (--model {names[0] if names else '...'}) or into a new "
                           "collection name, so that one collection never mixes embedding spaces.")
     if len(names) > 1:
         raise IngestError(f"Collection '{collection}' has several vectors ({', '.join(names)}); writing only "
-                          f"'{model.name}' would erase the others. Ingest into a new collection instead.")
-    spec = info.vector(model.name)
-    if spec.size != model.dim:
-        raise IngestError(f"Collection '{collection}' stores {spec.size}-d vectors named '{model.name}', but the "
-                          f"model gives {model.dim}-d. Use a new collection name.")
+                          f"'{model_name}' would erase the others. Ingest into a new collection instead.")
+    spec = info.vector(model_name)
+    if dim is not None and spec.size != dim:
+        raise IngestError(f"Collection '{collection}' stores {spec.size}-d vectors named '{model_name}', but the "
+                          f"model gives {dim}-d. Use a new collection name.")
     return True
 
 
 def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *, base_url: str = "",
            batch_size: int = 32, workers: int = 2, max_pixels: int = 50_000_000, prune: bool = False,
-           report_dir: Path | str | None = None, model_reason: str = "",
+           report_dir: Path | str | None = None, model_reason: str = "", cache_dir: Path | str | None = None,
            progress: Callable[[Progress], None] | None = None) -> IngestReport:
     """Embed every new or changed image and upsert it in batches. Safe to re-run: unchanged files are skipped,
-    and a run that was interrupted continues where it stopped."""
+    and a run that was interrupted continues where it stopped. With `cache_dir`, the folder is remembered as the
+    collection's image root, so that the app can show its images."""
     root = Path(folder).expanduser().resolve()
     files, skipped = scan_folder(root)
     report = IngestReport(collection, str(root), model.name, model_reason, skipped=skipped)
     started = time.perf_counter()
 
-    if not check_collection(store, collection, model):
+    if not check_collection(store, collection, model.name, model.dim):
         store.create_collection(collection, {model.name: model.dim})
+    if cache_dir is not None:
+        thumbnails.remember_root(cache_dir, store.location, collection, root)
     existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1"])
     known = {pid: p.get("sha1") for pid, p in zip(existing.ids, existing.payloads)}
 

@@ -35,6 +35,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_IMAGE_BASE_URL", "", "Base URL where the image folder is served over HTTP; stored as image_url "
             "in each point's payload (base URL + relative path)."),
     Setting("ATLAS_REPORT_DIR", "./data/reports", "Folder for ingest reports (CSV of skipped files)."),
+    Setting("ATLAS_IMAGE_ROOT", "", "Folder that a point's relative `path` is resolved against to show images. "
+            "Empty: the folder each collection was ingested from (remembered at ingest)."),
+    Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails and remembered image folders."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -176,3 +176,9 @@ def test_bad_collection_name_is_explained(tmp_path):
     with pytest.raises(StoreError, match="Invalid collection name"):
         s.create_collection("../etc", {"m": 4})
     s.close()
+
+
+def test_scroll_limit(store):
+    _fill(store, n=50)
+    assert len(store.scroll("c", limit=7, page_size=3)) == 7
+    assert len(store.scroll("c", limit=7, filter={"label": "a"}, with_vectors=False)) == 7

@@ -97,8 +97,9 @@ class Store(ABC):
     @abstractmethod
     def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
-               page_size: int = 5000) -> Points:
-        """Every point (matching the filter): ids, vectors of `vector` (default: the first) and payloads."""
+               page_size: int = 5000, limit: int | None = None) -> Points:
+        """Every point (matching the filter, at most `limit`): ids, vectors of `vector` (default: the first)
+        and payloads."""
 
     @abstractmethod
     def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,

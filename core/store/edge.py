@@ -151,7 +151,7 @@ class EdgeStore(Store):
 
     def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
-               page_size: int = 5000) -> Points:
+               page_size: int = 5000, limit: int | None = None) -> Points:
         shard = self._shard(name)
         using = self._using(name, vector) if with_vectors else ""
         with_payload: Any = list(payload_keys) if payload_keys is not None else True
@@ -160,8 +160,9 @@ class EdgeStore(Store):
         payloads: list[dict[str, Any]] = []
         offset = None
         while True:
+            want = page_size if limit is None else min(page_size, limit - len(ids))
             records, offset = shard.scroll(qe.ScrollRequest(
-                offset=offset, limit=page_size, filter=_edge_filter(filter), with_payload=with_payload,
+                offset=offset, limit=want, filter=_edge_filter(filter), with_payload=with_payload,
                 with_vector=[using] if with_vectors and using else with_vectors))
             for rec in records:
                 vec = _vector_of(rec.vector, using) if with_vectors else None
@@ -171,7 +172,7 @@ class EdgeStore(Store):
                 payloads.append(rec.payload or {})
                 if with_vectors:
                     rows.append(vec)
-            if offset is None:
+            if offset is None or (limit is not None and len(ids) >= limit):
                 break
         return Points(ids, _matrix(rows, len(ids)) if with_vectors else None, payloads)
 

@@ -123,7 +123,7 @@ class ClientStore(Store):
 
     def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
-               page_size: int = 5000) -> Points:
+               page_size: int = 5000, limit: int | None = None) -> Points:
         using = self._using(name, vector) if with_vectors else ""
         with_payload: Any = list(payload_keys) if payload_keys is not None else True
         with_vector: Any = ([using] if using else True) if with_vectors else False
@@ -132,8 +132,9 @@ class ClientStore(Store):
         payloads: list[dict[str, Any]] = []
         offset = None
         while True:
+            want = page_size if limit is None else min(page_size, limit - len(ids))
             records, offset = self._call(self.client.scroll, name, scroll_filter=_client_filter(filter),
-                                         limit=page_size, offset=offset, with_payload=with_payload,
+                                         limit=want, offset=offset, with_payload=with_payload,
                                          with_vectors=with_vector)
             for rec in records:
                 vec = _vector_of(rec.vector, using) if with_vectors else None
@@ -143,7 +144,7 @@ class ClientStore(Store):
                 payloads.append(rec.payload or {})
                 if with_vectors:
                     rows.append(vec)
-            if offset is None:
+            if offset is None or (limit is not None and len(ids) >= limit):
                 break
         return Points(ids, _matrix(rows, len(ids)) if with_vectors else None, payloads)
 

@@ -1,0 +1,19 @@
+"""Image Atlas: the frame around the pages. Run with `streamlit run app.py`."""
+import streamlit as st
+
+from ui.common import sidebar
+
+st.set_page_config(page_title="Image Atlas", page_icon="🗺️", layout="wide")
+
+pages = [
+    st.Page("app_pages/collections.py", title="Collections", icon="📚", default=True),
+    st.Page("app_pages/ingest.py", title="Ingest", icon="📥"),
+    st.Page("app_pages/explore.py", title="Explore", icon="🗺️"),
+    st.Page("app_pages/audit.py", title="Audit", icon="🔍"),
+    st.Page("app_pages/search.py", title="Search", icon="🔎"),
+    st.Page("app_pages/graph.py", title="Graph", icon="🕸️"),
+]
+page = st.navigation(pages)
+st.sidebar.title("Image Atlas")
+st.session_state["ctx"] = sidebar()
+page.run()

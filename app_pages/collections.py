@@ -1,0 +1,65 @@
+import pandas as pd
+import streamlit as st
+
+from core.catalog import NO_LABEL, samples_by_label
+from ui.common import gallery
+
+MAX_LABELS_WITH_SAMPLES = 12
+
+st.title("Collections")
+ctx = st.session_state.get("ctx")
+if ctx is None:
+    st.warning("Not connected to Qdrant. Fix the connection in the sidebar (the error is shown there).")
+    st.stop()
+infos = ctx.store.list_collections()
+if not infos:
+    st.info("No collections yet. Ingest a folder of labeled images on the Ingest page, or from a terminal: "
+            "`python -m core ingest path/to/folder --collection NAME`.")
+    st.stop()
+
+st.dataframe(pd.DataFrame([{
+    "collection": c.name, "points": c.points,
+    "vectors": ", ".join(f"{v.name or '(unnamed)'} ({v.size}-d, {v.distance})" for v in c.vectors) or "none",
+} for c in infos]), hide_index=True, width="stretch")
+
+s = ctx.summary
+st.subheader("Selected collection")
+st.text(s.name)
+c1, c2, c3 = st.columns(3)
+c1.metric("Points", f"{s.points:,}")
+c2.metric("Vectors", ", ".join(f"{v.name or '(unnamed)'} {v.size}-d" for v in s.vectors) or "none")
+c3.metric("Labels", len(s.labels))
+if not s.vectors:
+    st.warning("This collection has no dense vectors, so it cannot be mapped, audited or searched here.")
+if s.points == 0:
+    st.info("This collection is empty.")
+    st.stop()
+if not s.models:
+    st.caption("Its vectors were not made by a model this tool knows: maps, audits and point searches work; "
+               "searching by a new image or text does not.")
+if s.label_field is None:
+    st.warning("No label field found in the payload. Pick the field that holds the labels in the sidebar "
+               f"(keys seen: {', '.join(s.payload_keys) or 'none'}).")
+    st.stop()
+
+counts = pd.DataFrame({"label": list(s.labels), "points": list(s.labels.values())})
+if s.unlabeled:
+    counts = pd.concat([counts, pd.DataFrame({"label": [NO_LABEL], "points": [s.unlabeled]})], ignore_index=True)
+left, right = st.columns([2, 1])
+with left:
+    st.bar_chart(counts, x="label", y="points", horizontal=True, sort="-points")
+with right:
+    st.dataframe(counts, hide_index=True, width="stretch", key="label_counts")
+
+st.subheader("Samples per label")
+shown = list(s.labels)[:MAX_LABELS_WITH_SAMPLES]
+if len(s.labels) > len(shown):
+    st.caption(f"The {len(shown)} largest of {len(s.labels)} labels.")
+if not ctx.image_root:
+    st.caption("No image folder is set for this collection: images come from `image_url` where the payload has "
+               "one. Set the folder in the sidebar to show local files.")
+raw_values = {str(k): k for k in ctx.store.count_by(s.name, s.label_field)}
+samples = samples_by_label(ctx.store, s.name, s.label_field, [raw_values.get(x, x) for x in shown], per_label=4)
+for label, pts in samples.items():
+    st.text(f"{label} — {s.labels.get(str(label), 0):,} points")
+    gallery(pts.payloads, ctx, s.label_field, columns=8, size=96)

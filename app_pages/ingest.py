@@ -1,0 +1,65 @@
+import pandas as pd
+import streamlit as st
+
+from core import models, settings
+from core.ingest import IngestError, check_collection, ingest, scan_folder
+from core.store import StoreError
+
+
+@st.cache_resource(show_spinner=False)
+def load_model(choice: models.ModelChoice, device: str) -> models.Embedder:
+    return models.load(choice, device)
+
+
+st.title("Ingest a folder of labeled images")
+ctx = st.session_state.get("ctx")
+if ctx is None:
+    st.warning("Not connected to Qdrant. Fix the connection in the sidebar first.")
+    st.stop()
+st.caption(f"Into {ctx.store.describe()}. The folder holds one subfolder per label (apple/1.jpg, banana/2.png, …). "
+           "Running it again adds only new or changed images.")
+
+with st.form("ingest_form"):
+    folder = st.text_input("Folder on the server", key="ingest_folder", placeholder="/data/fruit")
+    collection = st.text_input("Collection", key="ingest_collection", placeholder="fruits")
+    model_name = st.selectbox("Model", ["auto", models.CLIP, models.EFFNET], key="ingest_model",
+                              help="auto: clip-vit-b-32 when its weights are available, otherwise effnet-lite0.")
+    base_url = st.text_input("Base URL of the images (optional)", key="ingest_base_url",
+                             value=settings.get("ATLAS_IMAGE_BASE_URL"),
+                             help="Where the folder is served over HTTP; stored as image_url in each point.")
+    batch_size = st.number_input("Batch size", 1, 512, settings.get("ATLAS_BATCH_SIZE"), key="ingest_batch")
+    submitted = st.form_submit_button("Ingest", type="primary")
+
+if submitted:
+    try:
+        if not folder.strip() or not collection.strip():
+            raise IngestError("Give both a folder and a collection name.")
+        files, _ = scan_folder(folder.strip())
+        choice = models.choose(model_name, settings.get("ATLAS_CLIP_WEIGHTS"))
+        check_collection(ctx.store, collection.strip(), choice.name)
+        with st.spinner(f"Loading {choice.name}…"):
+            model = load_model(choice, settings.get("ATLAS_DEVICE"))
+        st.caption(f"Model: {choice.name} — {choice.reason}")
+        bar = st.progress(0.0, text=f"0 of {len(files)} images")
+
+        def on_progress(p) -> None:
+            eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds is not None else ""
+            bar.progress(p.done / p.total, text=f"{p.done:,} of {p.total:,} images · {p.rate:.1f} images/s{eta}")
+
+        report = ingest(ctx.store, folder.strip(), collection.strip(), model, base_url=base_url.strip(),
+                        batch_size=int(batch_size), workers=settings.get("ATLAS_WORKERS"),
+                        max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), model_reason=choice.reason,
+                        report_dir=settings.get("ATLAS_REPORT_DIR"), cache_dir=settings.get("ATLAS_CACHE_DIR"),
+                        progress=on_progress)
+        st.session_state["ingest_report"] = report.as_dict()
+    except (IngestError, models.ModelError, StoreError) as exc:
+        st.error(str(exc))
+
+report = st.session_state.get("ingest_report")
+if report:
+    st.success(f"{report['collection']}: {report['added']:,} added, {report['updated']:,} updated, "
+               f"{report['unchanged']:,} unchanged, {report['skipped']:,} skipped in {report['seconds']} s.")
+    if report["skipped_files"]:
+        skipped = pd.DataFrame(report["skipped_files"])
+        st.dataframe(skipped, hide_index=True, width="stretch")
+        st.download_button("Download skipped files (CSV)", skipped.to_csv(index=False), "skipped.csv", "text/csv")

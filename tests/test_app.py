@@ -1,0 +1,106 @@
+"""AppTest over app.py and every page: no exceptions, key widgets, and the right numbers on screen."""
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.ingest import ingest
+from core.store import open_store
+from tests.conftest import ROOT
+from tests.fakes import ColorEmbedder, write_image
+
+PAGES = ["app_pages/collections.py", "app_pages/ingest.py", "app_pages/explore.py", "app_pages/audit.py", "app_pages/search.py",
+         "app_pages/graph.py"]
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    folder = tmp_path / "fruit"
+    for label, n in {"apple": 5, "banana": 3, "**kiwi** <img src=x>": 2}.items():
+        for i in range(n):
+            write_image(folder / label / f"{i}.png", (40 * i, 100, 200))
+    store_path = tmp_path / "qdrant"
+    cache = tmp_path / "cache"
+    with open_store(path=str(store_path)) as store:
+        ingest(store, folder, "fruits", ColorEmbedder(), cache_dir=cache)
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(cache))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return tmp_path
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app_env, page):
+    at = _app().run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert len(at.main.title) == 1  # the page drew itself
+
+
+def test_collections_page_shows_counts(app_env):
+    at = _app().run()
+    assert not at.exception
+    assert any("Connected: embedded Qdrant" in s.value for s in at.sidebar.success)
+    [counts] = [d.value for d in at.dataframe if list(d.value.columns) == ["label", "points"]]
+    assert dict(zip(counts["label"], counts["points"])) == {"apple": 5, "banana": 3, "**kiwi** <img src=x>": 2}
+    texts = [t.value for t in at.text]
+    assert "fruits" in texts
+    assert any(t.startswith("**kiwi** <img src=x>") for t in texts)  # shown as text, not as HTML
+    assert at.sidebar.selectbox(key="collection").value == "fruits"
+    assert at.sidebar.text_input(key=f"image_root::{(app_env / 'qdrant').resolve()}::fruits").value == \
+        str((app_env / "fruit").resolve())
+
+
+def test_placeholder_pages_say_they_are_not_built(app_env):
+    at = _app().run()
+    for page in PAGES[2:]:
+        at.switch_page(page).run()
+        assert any("not built yet" in i.value for i in at.info)
+
+
+def test_unreachable_server_is_named(app_env):
+    at = _app().run()
+    at.sidebar.radio(key="conn_mode").set_value("Server URL").run()
+    at.sidebar.text_input(key="conn_url").set_value("http://127.0.0.1:9").run()
+    assert not at.exception
+    assert any("http://127.0.0.1:9" in e.value for e in at.sidebar.error)
+
+
+def test_locked_embedded_folder_is_explained(app_env, tmp_path):
+    other = tmp_path / "busy"
+    import subprocess
+    import sys
+    holder = subprocess.Popen([sys.executable, "-c", "import sys,time; sys.path.insert(0, sys.argv[1]);"
+                               "from core.store import open_store; s=open_store(path=sys.argv[2]); print('ok', "
+                               "flush=True); time.sleep(60)", str(ROOT), str(other)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        at = _app().run()
+        at.sidebar.text_input(key="conn_path").set_value(str(other)).run()
+        assert not at.exception
+        assert any("in use by another process" in e.value for e in at.sidebar.error)
+    finally:
+        holder.kill()
+
+
+def test_ingest_page_refuses_bad_folder_and_ingests_good_one(app_env):
+    at = _app().run()
+    at.switch_page("app_pages/ingest.py").run()
+    at.text_input(key="ingest_folder").set_value(str(app_env / "missing"))
+    at.text_input(key="ingest_collection").set_value("more")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
+
+    at.text_input(key="ingest_folder").set_value(str(app_env / "fruit"))
+    at.text_input(key="ingest_collection").set_value("fruits")  # built with another model
+    at.selectbox(key="ingest_model").set_value("effnet-lite0")
+    at.button[0].click().run()
+    assert any("not of model 'effnet-lite0'" in e.value for e in at.error)
+
+    at.text_input(key="ingest_collection").set_value("fruits_effnet")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("10 added" in s.value for s in at.success)

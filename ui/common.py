@@ -1,0 +1,101 @@
+"""Connection sidebar, shared context and small render helpers. Pages call these and core; nothing else."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core import settings, thumbnails
+from core.catalog import CollectionSummary, payload_text, summarize
+from core.store import Store, StoreError, open_store
+
+
+@dataclass
+class Context:
+    store: Store
+    collection: str | None
+    summary: CollectionSummary | None
+    label_field: str | None
+    image_root: str | None
+
+
+@st.cache_resource(show_spinner="Opening Qdrant…")
+def get_store(url: str, api_key: str, path: str) -> Store:
+    # One store per connection for the whole server: the embedded engine allows one opener per folder.
+    return open_store(url, api_key, path)
+
+
+def _init_defaults() -> None:
+    defaults = {"conn_mode": "Server URL" if settings.get("QDRANT_URL") else "Embedded folder",
+                "conn_path": settings.get("ATLAS_STORE_PATH"), "conn_url": settings.get("QDRANT_URL"),
+                "conn_key": settings.get("QDRANT_API_KEY")}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+
+
+def sidebar() -> Context | None:
+    """Connection and collection pickers, shared by every page; the connection status is always shown."""
+    _init_defaults()
+    sb = st.sidebar
+    sb.radio("Qdrant", ["Embedded folder", "Server URL"], key="conn_mode", horizontal=True)
+    if st.session_state.conn_mode == "Embedded folder":
+        sb.text_input("Embedded storage folder", key="conn_path")
+        url, api_key, path = "", "", st.session_state.conn_path
+    else:
+        sb.text_input("Server URL", key="conn_url", placeholder="http://localhost:6333")
+        sb.text_input("API key", key="conn_key", type="password")
+        url, api_key, path = st.session_state.conn_url.strip(), st.session_state.conn_key, ""
+        if not url:
+            sb.warning("Enter the URL of a Qdrant server, e.g. http://localhost:6333.")
+            return None
+    try:
+        store = get_store(url, api_key, path)
+        collections = [c.name for c in store.list_collections()]
+    except StoreError as exc:
+        sb.error(f"Not connected: {exc}")
+        return None
+    sb.success(f"Connected: {store.describe()} · {len(collections)} collection(s)")
+    if not collections:
+        return Context(store, None, None, None, None)
+    if st.session_state.get("collection") not in collections:
+        st.session_state["collection"] = collections[0]
+    name = sb.selectbox("Collection", collections, key="collection")
+    summary = summarize(store, name)
+    if summary.payload_keys:
+        options = summary.payload_keys
+        wanted = st.session_state.get(f"label_field::{name}", summary.label_field or options[0])
+        label_field = sb.selectbox("Label field", options, index=options.index(wanted) if wanted in options else 0,
+                                   key=f"label_field::{name}",
+                                   help="The payload key that holds each image's label.")
+        if label_field != summary.label_field:
+            summary = summarize(store, name, label_field)
+    else:
+        label_field = None
+    default_root = settings.get("ATLAS_IMAGE_ROOT") or thumbnails.recall_root(
+        settings.get("ATLAS_CACHE_DIR"), store.location, name) or ""
+    root_key = f"image_root::{store.location}::{name}"
+    st.session_state.setdefault(root_key, default_root)
+    image_root = sb.text_input("Image folder", key=root_key,
+                               help="Folder that the points' relative `path` values are resolved against.")
+    return Context(store, name, summary, label_field, image_root or None)
+
+
+def thumb(payload: dict, ctx: Context, size: int = 160):
+    img = thumbnails.thumbnail(payload, ctx.image_root, size=size, cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs")
+    return img if img is not None else thumbnails.placeholder(size)
+
+
+def gallery(payloads: list[dict], ctx: Context, label_field: str | None, columns: int = 6, size: int = 128) -> None:
+    """Thumbnails with label and file name as plain text (payload values are user data)."""
+    cols = st.columns(columns)
+    for i, payload in enumerate(payloads):
+        with cols[i % columns]:
+            st.image(thumb(payload, ctx, size), width=size)
+            label = payload.get(label_field) if label_field else None
+            st.text(payload_text(label if label is not None else "(none)", 40) + "\n"
+                    + payload_text(payload.get("file_name", ""), 40))
+
+
+def not_built(title: str, what: str) -> None:
+    st.title(title)
+    st.info(f"This page is not built yet. It will {what}")
