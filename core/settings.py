@@ -36,7 +36,7 @@ SETTINGS: tuple[Setting, ...] = (
             "in each point's payload (base URL + relative path)."),
     Setting("ATLAS_REPORT_DIR", "./data/reports", "Folder for ingest reports (CSV of skipped files)."),
     Setting("ATLAS_IMAGE_ROOT", "", "Folder that a point's relative `path` is resolved against to show images. "
-            "Empty: the folder each collection was ingested from (remembered at ingest)."),
+            "Used for collections whose ingest folder this tool does not remember (ingested elsewhere)."),
     Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails and remembered image folders."),
 )
 

@@ -71,8 +71,8 @@ def sidebar() -> Context | None:
             summary = summarize(store, name, label_field)
     else:
         label_field = None
-    default_root = settings.get("ATLAS_IMAGE_ROOT") or thumbnails.recall_root(
-        settings.get("ATLAS_CACHE_DIR"), store.location, name) or ""
+    default_root = thumbnails.recall_root(settings.get("ATLAS_CACHE_DIR"), store.location, name) or \
+        settings.get("ATLAS_IMAGE_ROOT")
     root_key = f"image_root::{store.location}::{name}"
     st.session_state.setdefault(root_key, default_root)
     image_root = sb.text_input("Image folder", key=root_key,

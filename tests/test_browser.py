@@ -1,0 +1,87 @@
+"""A real browser against a real `streamlit run`: headless Chromium (Debian's) driven by Playwright."""
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from core import models
+from core.demo import build_demo
+from core.ingest import ingest
+from core.store import open_store
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "docs" / "screenshot-collections.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    assert os.path.exists(CHROMIUM), "Chromium is needed: apt-get install chromium (scripts/test.sh does it)"
+    tmp = tmp_path_factory.mktemp("browser")
+    demo = build_demo(tmp / "demo", per_class=8)
+    with open_store(path=str(tmp / "qdrant")) as store:
+        ingest(store, demo.folder, "demo", models.load(models.choose("effnet-lite0")), cache_dir=tmp / "cache")
+    port = _free_port()
+    env = {**os.environ, "ATLAS_STORE_PATH": str(tmp / "qdrant"), "ATLAS_CACHE_DIR": str(tmp / "cache"),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("QDRANT_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
+    yield url, demo
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def page(demo_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1250})
+        yield pg
+        browser.close()
+
+
+def test_collections_page_shows_demo_label_counts(demo_server, page):
+    url, demo = demo_server
+    with open(demo.ground_truth, newline="") as f:
+        expected = Counter(row["given_label"] for row in csv.DictReader(f))
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("Samples per label").wait_for(timeout=120_000)
+    for label, count in expected.items():
+        page.get_by_text(f"{label} — {count} points", exact=True).wait_for(timeout=30_000)
+    assert page.get_by_text("Connected: embedded Qdrant").count() == 1
+    # thumbnails are real images served by Streamlit, not placeholders
+    page.wait_for_function("document.querySelectorAll('img').length >= 20", timeout=30_000)
+    time.sleep(1.0)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=False)
+    assert SCREENSHOT.stat().st_size > 10_000
