@@ -16,21 +16,23 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
 import uuid
+import warnings
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `core` lives at the repo root
 
-from core.store import Store, open_store  # noqa: E402
+from core.store import Filter, PointId, Store, open_store  # noqa: E402
 
 DIM = 512
 CLUSTERS = 100
@@ -80,21 +82,22 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def query_latencies(store: Store, queries: np.ndarray, filters: list[dict[str, str]] | None = None,
-                    exact: bool = False) -> tuple[np.ndarray, list[list[Any]]]:
+def query_latencies(store: Store, queries: np.ndarray, filters: Sequence[Filter | None] | None = None,
+                    exact: bool = False) -> tuple[np.ndarray, list[list[PointId]]]:
     """Milliseconds per query and the returned ids, after a short untimed warm-up."""
     filters = filters or [None] * len(queries)
     for q, f in zip(queries[:WARMUP], filters):
         store.query(COLLECTION, q, using=VECTOR, k=10, filter=f, exact=exact)
     times, found = [], []
     for q, f in zip(queries, filters):
-        seconds, hits = timed(lambda: store.query(COLLECTION, q, using=VECTOR, k=10, filter=f, exact=exact))
-        times.append(seconds * 1000)
+        start = time.perf_counter()
+        hits = store.query(COLLECTION, q, using=VECTOR, k=10, filter=f, exact=exact)
+        times.append((time.perf_counter() - start) * 1000)
         found.append([h.id for h in hits])
     return np.asarray(times), found
 
 
-def recall_at_10(approx: list[list[Any]], exact: list[list[Any]]) -> float:
+def recall_at_10(approx: list[list[PointId]], exact: list[list[PointId]]) -> float:
     return float(np.mean([len(set(a) & set(e)) / max(len(e), 1) for a, e in zip(approx, exact)]))
 
 
@@ -116,6 +119,7 @@ def run_engine(engine: str, n: int, n_queries: int, path: str | None) -> dict[st
 
         r["scroll_s"], pts = timed(lambda: store.scroll(COLLECTION))
         assert len(pts) == n and pts.vectors.shape == (n, DIM), "scroll did not return every point"
+        del pts  # 100k x 512 floats: do not carry them through the query timings
 
         lat, approx = query_latencies(store, queries)
         r["query_p50_ms"], r["query_p99_ms"] = np.percentile(lat, 50), np.percentile(lat, 99)
@@ -138,6 +142,7 @@ def run_engine(engine: str, n: int, n_queries: int, path: str | None) -> dict[st
             r["reopen_s"], store = timed(reopen)
     finally:
         store.close()
+    r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak so far (KiB)
     return {k: float(v) if isinstance(v, np.floating) else v for k, v in r.items()}
 
 
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default bench/results/store.json, or store-quick.json with --quick)")
     args = ap.parse_args(argv)
+    # qdrant-client's local mode warns on every query that search params are ignored (it is brute force anyway).
+    warnings.filterwarnings("ignore", message="Local mode performs exact")
     if args.quick:
         args.n, args.client_n, args.queries = 5_000, 1_000, 50
     # A quick run must not overwrite the figures of a full run.
