@@ -182,3 +182,36 @@ def test_scroll_limit(store):
     _fill(store, n=50)
     assert len(store.scroll("c", limit=7, page_size=3)) == 7
     assert len(store.scroll("c", limit=7, filter={"label": "a"}, with_vectors=False)) == 7
+
+
+def test_scroll_sees_every_write(store, tmp_path):
+    """Vectors read back after upserts, overwrites and deletes are the current ones (no stale copy)."""
+    ids, vecs, _ = _fill(store, n=40)
+    first = store.scroll("c")
+    assert len(first) == 40
+    new = unit_rows(3, 8, seed=9)
+    store.upsert("c", [ids[0], ids[1], "00000000-0000-0000-0000-000000000001"], {"m": new}, [{"label": "z"}] * 3)
+    store.delete("c", [ids[2]])
+    after = store.scroll("c")
+    got = dict(zip(after.ids, after.vectors))
+    assert len(after) == 40 and ids[2] not in got
+    np.testing.assert_allclose(got[ids[0]], new[0], atol=1e-5)
+    np.testing.assert_allclose(got["00000000-0000-0000-0000-000000000001"], new[2], atol=1e-5)
+    np.testing.assert_allclose(got[ids[5]], vecs[5], atol=1e-5)
+    filtered = store.scroll("c", filter={"label": "z"})
+    assert sorted(filtered.ids) == sorted([ids[0], ids[1], "00000000-0000-0000-0000-000000000001"])
+
+
+def test_embedded_vectors_survive_reopen_and_mixed_ids(tmp_path):
+    s = open_store(path=str(tmp_path))
+    s.create_collection("c", {"m": 4})
+    vecs = unit_rows(4, 4)
+    s.upsert("c", [7, "6f1c9a52-8a5e-4d4b-9a53-5d0c2f0e7a11", 9, 10], {"m": vecs}, [{}] * 4)
+    s.optimize("c")
+    s.close()
+    s = open_store(path=str(tmp_path))
+    pts = s.scroll("c")
+    got = dict(zip(pts.ids, pts.vectors))
+    assert set(got) == {7, "6f1c9a52-8a5e-4d4b-9a53-5d0c2f0e7a11", 9, 10}
+    np.testing.assert_allclose(got[9], vecs[2], atol=1e-5)
+    s.close()

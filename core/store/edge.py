@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -68,6 +69,7 @@ class EdgeStore(Store):
                 "(another app or ingest), point ATLAS_STORE_PATH at another folder, or use a Qdrant server "
                 "(set QDRANT_URL) so that several processes can share the data.") from None
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._vector_copies: dict[tuple[str, str], tuple[dict[PointId, int], np.ndarray]] = {}
         # Edge serializes writes itself, but opening shards and our read-modify-write steps must not interleave.
         self._lock = threading.RLock()
 
@@ -122,6 +124,7 @@ class EdgeStore(Store):
 
     def delete_collection(self, name: str) -> None:
         with self._lock:
+            self._vector_copies = {k: v for k, v in self._vector_copies.items() if k[0] != name}
             shard = self._shards.pop(name, None)
             if shard is not None:
                 shard.close()
@@ -133,6 +136,7 @@ class EdgeStore(Store):
     def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
                payloads: Sequence[dict[str, Any]]) -> None:
         shard = self._shard(name)
+        self._drop_vector_copies(name)
         columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
         points = []
         for i, pid in enumerate(ids):
@@ -152,29 +156,84 @@ class EdgeStore(Store):
     def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
                page_size: int = 5000, limit: int | None = None) -> Points:
+        if not with_vectors:
+            return self._scroll_engine(name, None, filter, payload_keys, page_size, limit)
+        using = self._using(name, vector)
+        points = self._scroll_engine(name, None, filter, payload_keys, page_size, limit)
+        index, matrix = self._vectors_of_all(name, using)
+        keep = [i for i, pid in enumerate(points.ids) if pid in index]  # points without this vector drop out
+        rows = np.fromiter((index[points.ids[i]] for i in keep), dtype=np.int64, count=len(keep))
+        return Points([points.ids[i] for i in keep], matrix[rows] if len(keep) else _empty(matrix),
+                      [points.payloads[i] for i in keep])
+
+    def _scroll_engine(self, name: str, using: str | None, filter: Filter | None,
+                       payload_keys: Sequence[str] | None, page_size: int, limit: int | None) -> Points:
         shard = self._shard(name)
-        using = self._using(name, vector) if with_vectors else ""
         with_payload: Any = list(payload_keys) if payload_keys is not None else True
         ids: list[PointId] = []
-        rows: list[list[float]] = []
+        pages: list[np.ndarray] = []
         payloads: list[dict[str, Any]] = []
         offset = None
         while True:
             want = page_size if limit is None else min(page_size, limit - len(ids))
             records, offset = shard.scroll(qe.ScrollRequest(
                 offset=offset, limit=want, filter=_edge_filter(filter), with_payload=with_payload,
-                with_vector=[using] if with_vectors and using else with_vectors))
+                with_vector=[using] if using else (using is not None)))
+            rows = []
             for rec in records:
-                vec = _vector_of(rec.vector, using) if with_vectors else None
-                if with_vectors and vec is None:
+                vec = _vector_of(rec.vector, using) if using is not None else None
+                if using is not None and vec is None:
                     continue  # a point without this named vector has no place in this vector's space
                 ids.append(_norm_id(rec.id))
                 payloads.append(rec.payload or {})
-                if with_vectors:
+                if using is not None:
                     rows.append(vec)
+            if rows:
+                pages.append(np.asarray(rows, dtype=np.float32))  # per page: peak memory stays small
             if offset is None or (limit is not None and len(ids) >= limit):
                 break
-        return Points(ids, _matrix(rows, len(ids)) if with_vectors else None, payloads)
+        if using is None:
+            return Points(ids, None, payloads)
+        return Points(ids, np.concatenate(pages) if pages else np.zeros((0, 0), np.float32), payloads)
+
+    # --- vector copy --------------------------------------------------------------------------------------------
+    # Reading vectors through the engine's Python binding costs ~30 us per point (it builds Python lists), so a
+    # full scroll of 100k takes ~4 s. This process is the folder's only writer (the lock), so it keeps a numpy
+    # copy of each vector column next to the shard, dropped before every write and rebuilt on the next read.
+    def _vector_file(self, name: str, using: str) -> Path:
+        return self._path(name) / f"atlas-vectors-{hashlib.sha1(using.encode()).hexdigest()[:12]}.npz"
+
+    def _drop_vector_copies(self, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self._vector_copies if k[0] == name]:
+                del self._vector_copies[key]
+            for path in self._path(name).glob("atlas-vectors-*.npz"):
+                path.unlink(missing_ok=True)
+
+    def _vectors_of_all(self, name: str, using: str) -> tuple[dict[PointId, int], np.ndarray]:
+        with self._lock:
+            cached = self._vector_copies.get((name, using))
+            if cached is not None:
+                return cached
+            path = self._vector_file(name, using)
+            loaded = None
+            if path.is_file():
+                try:
+                    with np.load(path) as data:
+                        ids = [int(i) if is_int else str(i) for i, is_int in zip(data["ids"], data["int_ids"])]
+                        loaded = (dict(zip(ids, range(len(ids)))), data["vectors"])
+                except (OSError, KeyError, ValueError):
+                    loaded = None
+            if loaded is None:
+                full = self._scroll_engine(name, using, None, [], 5000, None)
+                tmp = path.with_suffix(".tmp.npz")
+                np.savez(tmp, ids=np.array([str(i) for i in full.ids]),
+                         int_ids=np.array([isinstance(i, int) for i in full.ids], dtype=bool),
+                         vectors=full.vectors)
+                os.replace(tmp, path)
+                loaded = (dict(zip(full.ids, range(len(full.ids)))), full.vectors)
+            self._vector_copies[(name, using)] = loaded
+            return loaded
 
     def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,
                  with_vectors: bool = False) -> Points:
@@ -220,12 +279,15 @@ class EdgeStore(Store):
             return counts
 
     def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        self._drop_vector_copies(name)
         self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)
         shard.flush()
         shard.optimize()
+        for spec in self._vectors(name):
+            self._vectors_of_all(name, spec.name)  # the first map or audit after an ingest reads it at once
 
     def close(self) -> None:
         with self._lock:
@@ -239,6 +301,10 @@ class EdgeStore(Store):
             if not self._lock_handle.closed:
                 fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
                 self._lock_handle.close()
+
+
+def _empty(matrix: np.ndarray) -> np.ndarray:
+    return np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), dtype=np.float32)
 
 
 def _matrix(rows: list[list[float] | None], n: int) -> np.ndarray:

@@ -50,6 +50,7 @@ class ClientStore(Store):
             raise StoreError(self._explain(exc)) from None
         # qdrant-client's local mode is not thread-safe; the HTTP client is, but one lock keeps both simple.
         self._lock = threading.RLock()
+        self._specs: dict[str, list[VectorSpec]] = {}
 
     def _explain(self, exc: Exception) -> str:
         text = str(exc) or type(exc).__name__
@@ -98,6 +99,7 @@ class ClientStore(Store):
     def create_collection(self, name: str, vectors: Mapping[str, int]) -> None:
         if self.collection_exists(name):
             raise StoreError(f"Collection '{name}' already exists at {self.location}.")
+        self._specs.pop(name, None)
         params = {vname: models.VectorParams(size=int(size), distance=models.Distance.COSINE)
                   for vname, size in vectors.items()}
         config: Any = params[""] if list(params) == [""] else params
@@ -106,6 +108,7 @@ class ClientStore(Store):
             self._call(self.client.create_payload_index, name, "label", models.PayloadSchemaType.KEYWORD)
 
     def delete_collection(self, name: str) -> None:
+        self._specs.pop(name, None)
         self._call(self.client.delete_collection, name)
 
     # --- points ------------------------------------------------------------------------------------------------
@@ -119,7 +122,11 @@ class ClientStore(Store):
         self._call(self.client.upsert, name, points=points, wait=True)
 
     def _using(self, name: str, vector: str | None) -> str:
-        return self.collection_info(name).vector(vector).name
+        # Vector names of a collection never change, so a query costs one request, not four.
+        specs = self._specs.get(name)
+        if specs is None:
+            specs = self._specs[name] = self.collection_info(name).vectors
+        return CollectionInfo(name, 0, specs).vector(vector).name
 
     def scroll(self, name: str, vector: str | None = None, with_vectors: bool = True,
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
