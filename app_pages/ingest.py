@@ -7,8 +7,8 @@ from core.store import StoreError
 
 
 @st.cache_resource(show_spinner=False)
-def load_model(choice: models.ModelChoice, device: str) -> models.Embedder:
-    return models.load(choice, device)
+def load_model(choice: models.ModelChoice, device: str, cpu_bf16: str) -> models.Embedder:
+    return models.load(choice, device, cpu_bf16)
 
 
 st.title("Ingest a folder of labeled images")
@@ -38,7 +38,7 @@ if submitted:
         choice = models.choose(model_name, settings.get("ATLAS_CLIP_WEIGHTS"))
         check_collection(ctx.store, collection.strip(), choice.name)
         with st.spinner(f"Loading {choice.name}…"):
-            model = load_model(choice, settings.get("ATLAS_DEVICE"))
+            model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
         st.caption(f"Model: {choice.name} — {choice.reason}")
         bar = st.progress(0.0, text=f"0 of {len(files)} images")
 

@@ -167,7 +167,7 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def machine() -> dict[str, Any]:
+def machine(load_at_start: list[float]) -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     versions = {}
@@ -177,7 +177,8 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[pkg] = None
     return {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "packages": versions}
+            "python": platform.python_version(), "packages": versions,
+            "loadavg_at_start": load_at_start}  # other work on a shared machine skews the timings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default bench/results/store.json, or store-quick.json with --quick)")
     args = ap.parse_args(argv)
+    load_at_start = list(os.getloadavg())
     # qdrant-client's local mode warns on every query that search params are ignored (it is brute force anyway).
     warnings.filterwarnings("ignore", message="Local mode performs exact")
     if args.quick:
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
               for k, g in GOALS.items() if g is not None and k in r and r[k] > g]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(load_at_start),
         "settings": {"dim": DIM, "clusters": CLUSTERS, "batch": BATCH, "queries": args.queries,
                      "warmup": WARMUP, "quick": args.quick},
         "goals": GOALS, "results": results, "failed": failed, "table": report}, indent=2) + "\n")

@@ -25,7 +25,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     scan_folder(args.folder)  # bad folders fail before a model loads
     choice = models.choose(args.model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
     print(f"model: {choice.name} ({choice.reason})", file=sys.stderr)
-    model = models.load(choice, settings.get("ATLAS_DEVICE"))
+    model = models.load(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
     bar = tqdm(total=0, unit="img", desc=f"ingest {args.collection}", disable=args.quiet, file=sys.stderr)
 
     def on_progress(p) -> None:

@@ -30,6 +30,8 @@ SETTINGS: tuple[Setting, ...] = (
             "open_clip:<architecture>; use it on machines without internet."),
     Setting("ATLAS_BATCH_SIZE", 32, "Images per model forward pass during ingest."),
     Setting("ATLAS_DEVICE", "auto", "Torch device for the model: auto (CUDA when available, fp16 there), cpu, cuda."),
+    Setting("ATLAS_CPU_BF16", "auto", "bfloat16 on the CPU: auto (where the CPU supports it; about 2x faster, "
+            "cosine to float32 >= 0.999), on, off."),
     Setting("ATLAS_WORKERS", 2, "Threads that read, decode and preprocess images while the model runs."),
     Setting("ATLAS_MAX_IMAGE_PIXELS", 50_000_000, "Images with more pixels are skipped as possible decompression bombs."),
     Setting("ATLAS_IMAGE_BASE_URL", "", "Base URL where the image folder is served over HTTP; stored as image_url "

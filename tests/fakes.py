@@ -3,7 +3,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.models.base import Embedder, l2_normalize
+from core.models.base import Embedder
 
 
 class ColorEmbedder(Embedder):
@@ -21,8 +21,10 @@ class ColorEmbedder(Embedder):
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         self.batches += 1
-        means = batch.mean(dim=(2, 3))
-        return l2_normalize(torch.cat([means, torch.full((len(batch), 1), 0.5)], dim=1))
+        return super().embed_batch(batch)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), torch.full((len(x), 1), 0.5)], dim=1)
 
 
 def write_image(path, color, size=(32, 32), fmt=None):

