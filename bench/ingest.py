@@ -15,7 +15,6 @@ counts: on a shared CPU, load from other processes slows every path, and two-thr
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -35,14 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark must never sit in network retries
 
-from core import settings  # noqa: E402
+from core import datasets, settings  # noqa: E402
 from core.ingest import ingest, point_id  # noqa: E402
 from core.models import Embedder, load_by_name  # noqa: E402
 from core.store import open_store  # noqa: E402
 
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ("T-shirt_top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle_boot")
 CEILING_GOAL = 0.90  # (c) must reach this share of (a)
 TUTORIAL_GOAL = 2.0  # (c) must be this many times (b)
 
@@ -66,18 +62,12 @@ def best_of(runs: list[PathResult]) -> PathResult:
 # --- images --------------------------------------------------------------------------------------------------------
 def load_dataset() -> tuple[np.ndarray, list[str], str]:
     """(uint8 images N x 28 x 28, label name per image, source). Fashion-MNIST test set, else sklearn digits."""
-    images_gz, labels_gz = FASHION_DIR / "t10k-images-idx3-ubyte.gz", FASHION_DIR / "t10k-labels-idx1-ubyte.gz"
-    if images_gz.is_file() and labels_gz.is_file():
-        # IDX format: 16-byte header for images, 8-byte header for labels, then raw uint8.
-        pixels = np.frombuffer(gzip.decompress(images_gz.read_bytes()), np.uint8, offset=16).reshape(-1, 28, 28)
-        labels = np.frombuffer(gzip.decompress(labels_gz.read_bytes()), np.uint8, offset=8)
-        return pixels, [FASHION_CLASSES[i] for i in labels], f"fashion-mnist t10k ({FASHION_DIR})"
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    small = (digits.images * (255.0 / 16.0)).astype(np.uint8)  # 8x8, values 0..16
+    if datasets.fashion_mnist_available():
+        pixels, labels = datasets.load_fashion_mnist("t10k")
+        return pixels, [datasets.FASHION_CLASSES[i] for i in labels], f"fashion-mnist t10k ({datasets.FASHION_DIR})"
+    small, labels, names = datasets.load_digits()
     pixels = np.stack([np.asarray(Image.fromarray(im).resize((28, 28), Image.NEAREST)) for im in small])
-    return pixels, [f"digit_{int(t)}" for t in digits.target], "sklearn load_digits, upscaled to 28x28"
+    return pixels, [f"digit_{names[t]}" for t in labels], "sklearn load_digits, upscaled to 28x28"
 
 
 def write_images(folder: Path, n: int) -> tuple[list[Path], str]:

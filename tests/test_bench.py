@@ -1,0 +1,29 @@
+"""The benchmarks run (quick mode) and write their results; how fast is the benchmarks' business, not the tests'."""
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def _run(script, *args):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out
+
+
+def test_store_benchmark_runs(tmp_path):
+    out = _run("store.py", "--out", str(tmp_path / "store.json"))
+    result = json.loads((tmp_path / "store.json").read_text())
+    assert "| embedded | scroll |" in out.stdout
+    embedded = [r for r in result["results"] if r["engine"] == "embedded"][0]
+    assert embedded["recall_at_10"] > 0.5 and embedded["scroll_s"] > 0
+
+
+def test_ingest_benchmark_runs(tmp_path):
+    out = _run("ingest.py", "--out", str(tmp_path / "ingest.json"))
+    result = json.loads((tmp_path / "ingest.json").read_text())
+    assert [r["path"][:3] for r in result["results"]] == ["(a)", "(b)", "(c)"]
+    assert all(r["images_per_second"] > 0 for r in result["results"])
+    assert "(c) pipeline" in out.stdout
