@@ -1,3 +1,102 @@
-from ui.common import not_built
+import pandas as pd
+import streamlit as st
 
-not_built("Explore", "draw the collection as an interactive 2D map (UMAP, t-SNE or PCA) colored by label, with a gallery of selected points.")
+from core import settings
+from core.catalog import payload_text
+from core.exporting import selection_table
+from core.figures import group_names, map_figure
+from core.projection import params_from
+from ui.common import gallery
+from ui.maps import map_with_status
+
+PAGE_SIZE = 48
+
+st.title("Explore")
+ctx = st.session_state.get("ctx")
+if ctx is None or ctx.collection is None or ctx.summary is None:
+    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
+    st.stop()
+s = ctx.summary
+if not s.vectors:
+    st.warning("This collection has no dense vectors, so there is nothing to map.")
+    st.stop()
+if s.points == 0:
+    st.info("This collection is empty: ingest images first.")
+    st.stop()
+
+with st.form("explore_form"):
+    c1, c2, c3 = st.columns(3)
+    vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="explore_vector",
+                          format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
+    keys = s.payload_keys or ["(none)"]
+    default_color = keys.index(ctx.label_field) if ctx.label_field in keys else 0
+    color_by = c2.selectbox("Color by", keys, index=default_color, key="explore_color")
+    cap = settings.get("ATLAS_MAP_MAX_POINTS")
+    max_points = c3.number_input("Points (sampled above)", 1, max(cap, s.points), min(s.points, cap),
+                                 key="explore_max_points")
+    f1, f2, f3 = st.columns(3)
+    labels = f1.multiselect("Only these labels", list(s.labels), key="explore_labels") if ctx.label_field else []
+    extra_key = f2.selectbox("Also filter on field", ["(no filter)"] + s.payload_keys, key="explore_filter_key")
+    extra_value = f3.text_input("…equal to", key="explore_filter_value")
+    m1, m2, m3 = st.columns(3)
+    method = m1.radio("Projection", ["UMAP", "t-SNE", "PCA"], horizontal=True, key="explore_method")
+    n_neighbors = m2.slider("UMAP n_neighbors", 2, 200, 15, key="explore_nn")
+    min_dist = m3.slider("UMAP min_dist", 0.0, 0.99, 0.1, key="explore_min_dist")
+    perplexity = m2.slider("t-SNE perplexity", 2, 100, 30, key="explore_perplexity")
+    drawn = st.form_submit_button("Draw map", type="primary")
+
+if drawn:
+    filt = {}
+    if labels:
+        filt[ctx.label_field] = labels
+    if extra_key != "(no filter)" and extra_value.strip():
+        raw = extra_value.strip()
+        filt[extra_key] = int(raw) if raw.lstrip("-").isdigit() else raw
+    st.session_state["explore_request"] = {
+        "collection": s.name, "vector": vector, "filter": filt or None, "max_points": int(max_points),
+        "params": params_from(method.replace("-", "").lower(), n_neighbors=n_neighbors, min_dist=min_dist,
+                              perplexity=float(perplexity))}
+
+req = st.session_state.get("explore_request")
+if not req or req["collection"] != s.name:
+    st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
+    st.stop()
+
+try:
+    result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
+except LookupError as exc:
+    st.warning(str(exc))
+    st.stop()
+pts = result.points
+if len(pts) == 0:
+    st.warning("No point matches this filter. Remove a label or field filter and draw again.")
+    st.stop()
+st.caption(f"Showing {len(pts):,} of {pts.total:,} points" + (" (a seeded sample)" if len(pts) < pts.total else ""))
+for note in result.notes:
+    st.info(note)
+
+color_values = [p.get(color_by) for p in pts.payloads]
+mf = map_figure(result.coords, group_names(color_values), [p.get("file_name", "") for p in pts.payloads], pts.ids)
+event = st.plotly_chart(mf.figure, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                        config={"displaylogo": False})
+selection = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
+rows = mf.rows_of(list((selection or {}).get("points", [])))
+
+if not rows:
+    st.caption("Click a point, or select with the box or lasso tool, to see the images.")
+    st.stop()
+
+st.subheader(f"Selection: {len(rows):,} points")
+table = selection_table(pts, result.coords, rows, ctx.label_field)
+b1, b2 = st.columns(2)
+b1.download_button("Export selection (CSV)", table.to_csv(index=False), f"{s.name}-selection.csv", "text/csv",
+                   key="explore_export")
+if b2.button("Find similar images (Search page)", key="explore_find_similar"):
+    st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]]}
+    st.switch_page("app_pages/search.py")
+pages = max(1, -(-len(rows) // PAGE_SIZE))
+page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="explore_page") if pages > 1 else 1
+shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+gallery([pts.payloads[r] for r in shown], ctx, ctx.label_field, columns=8, size=96)
+with st.expander("Selected points as a table"):
+    st.dataframe(table.head(1000), hide_index=True, width="stretch")

@@ -69,6 +69,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_ingest(args)
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .cache import ArrayCache
+    from .exporting import selection_table
+    from .maps import compute_map
+    from .projection import params_from
+
+    params = params_from(args.method, n_neighbors=args.n_neighbors, min_dist=args.min_dist,
+                         perplexity=args.perplexity, seed=args.seed)
+    filt = {args.label_field: args.label} if args.label else None
+    bar = tqdm(total=100, desc=f"{args.method} {args.collection}", disable=args.quiet, file=sys.stderr,
+               bar_format="{desc}: {percentage:3.0f}% {postfix}")
+
+    def on_progress(what: str, fraction: float) -> None:
+        bar.n = int(fraction * 100)
+        bar.set_postfix_str(what)
+
+    with _store(args) as store:
+        result = compute_map(store, args.collection, params, vector=args.vector or None, filter=filt,
+                             max_points=args.max_points or settings.get("ATLAS_MAP_MAX_POINTS"),
+                             cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"), progress=on_progress)
+    bar.close()
+    table = selection_table(result.points, result.coords, list(range(len(result.points))), args.label_field)
+    table.to_csv(args.out, index=False)
+    summary = {"collection": args.collection, "points": len(result.points), "total": result.points.total,
+               "method": result.method, "params": result.params, "notes": result.notes, "cached": result.cached,
+               "seconds": round(result.seconds, 2), "out": str(args.out)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{result.method} map of {len(result.points):,} of {result.points.total:,} points "
+              f"({'from cache' if result.cached else f'{result.seconds:.1f} s'}) written to {args.out}")
+        for note in result.notes:
+            print(f"  note: {note}")
+    return 0
+
+
 def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
     out = []
     for info in store.list_collections():
@@ -127,6 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_demo)
 
+    p = sub.add_parser("project", parents=[common], help="2D map of a collection (UMAP, t-SNE, PCA) as CSV")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"])
+    p.add_argument("--out", default="coords.csv", help="CSV: id, label, path, image_url, x, y, payload fields")
+    p.add_argument("--vector", default="", help="vector name, for collections with several")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--label", action="append", help="only points with this label (repeatable)")
+    p.add_argument("--max-points", type=int, default=0, help="sample above this many (default ATLAS_MAP_MAX_POINTS)")
+    p.add_argument("--n-neighbors", type=int, default=None, help="UMAP (default 15)")
+    p.add_argument("--min-dist", type=float, default=None, help="UMAP (default 0.1)")
+    p.add_argument("--perplexity", type=float, default=None, help="t-SNE (default 30)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_project)
+
     p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
     p.add_argument("--label-field", default="label", help="payload field that holds the label")
     p.set_defaults(fn=cmd_collections)
@@ -141,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (IngestError, ModelError, StoreError, ValueError) as exc:
+    except (IngestError, ModelError, StoreError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Exact search is cheap up to here on 2 cores (faiss flat, ~1 s at 20k x 512); above it an approximate index.
+# Exact search is cheap up to here on 2 cores (faiss flat: ~2 s at 20k x 512, 24 s at 70k); above, NN-descent.
 EXACT_MAX_POINTS = 20_000
 
 
@@ -45,16 +45,15 @@ def _exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, sims
 
 
-def _hnsw(x: np.ndarray, k: int, m: int = 16, ef_construction: int = 80, ef_search: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    import faiss
+def _nndescent(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    import pynndescent
 
-    faiss.omp_set_num_threads(_threads())
-    index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ef_construction
-    index.hnsw.efSearch = max(ef_search, k + 1)
-    index.add(x)
-    sims, idx = index.search(x, k + 1)
-    return idx, sims
+    # More trees and candidates than pynndescent's defaults: measured at 70k x 512 here, recall@15 0.93 in 3.4 s
+    # (defaults: 0.79); faiss HNSW needed 12 s for the same recall.
+    index = pynndescent.NNDescent(x, n_neighbors=k + 1, metric="cosine", random_state=seed, n_trees=32,
+                                  max_candidates=60, n_iters=16, n_jobs=-1)
+    idx, dist = index.neighbor_graph
+    return idx, 1.0 - dist
 
 
 def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +70,8 @@ def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, n
 
 
 def knn_graph(vectors: np.ndarray, k: int = 15, method: str = "auto") -> KnnGraph:
-    """k nearest neighbours of every row by cosine similarity. method: auto, exact or hnsw."""
+    """k nearest neighbours of every row by cosine similarity. method: auto (exact up to EXACT_MAX_POINTS),
+    exact (faiss flat) or nndescent (approximate)."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
     if n < 2:
@@ -80,14 +80,14 @@ def knn_graph(vectors: np.ndarray, k: int = 15, method: str = "auto") -> KnnGrap
     x = x / np.maximum(norms, 1e-12)
     k = min(k, n - 1)
     if method == "auto":
-        method = "exact" if n <= EXACT_MAX_POINTS else "hnsw"
+        method = "exact" if n <= EXACT_MAX_POINTS else "nndescent"
     started = time.perf_counter()
     if method == "exact":
         idx, sims = _exact(x, k)
-    elif method == "hnsw":
-        idx, sims = _hnsw(x, k)
+    elif method == "nndescent":
+        idx, sims = _nndescent(x, k)
     else:
-        raise ValueError(f"Unknown kNN method {method!r}: use auto, exact or hnsw.")
+        raise ValueError(f"Unknown kNN method {method!r}: use auto, exact or nndescent.")
     idx, sims = _drop_self(idx, sims, k)
     return KnnGraph(idx, sims, method, time.perf_counter() - started)
 

@@ -39,7 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_REPORT_DIR", "./data/reports", "Folder for ingest reports (CSV of skipped files)."),
     Setting("ATLAS_IMAGE_ROOT", "", "Folder that a point's relative `path` is resolved against to show images. "
             "Used for collections whose ingest folder this tool does not remember (ingested elsewhere)."),
-    Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails and remembered image folders."),
+    Setting("ATLAS_MAP_MAX_POINTS", 100_000, "Most points drawn on the Explore map; larger collections (or "
+            "filters) are sampled, and the page says 'showing N of M'."),
+    Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, numba's compiled code, and remembered image folders."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

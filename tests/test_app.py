@@ -55,7 +55,7 @@ def test_collections_page_shows_counts(app_env):
 
 def test_placeholder_pages_say_they_are_not_built(app_env):
     at = _app().run()
-    for page in PAGES[2:]:
+    for page in PAGES[3:]:
         at.switch_page(page).run()
         assert any("not built yet" in i.value for i in at.info)
 
@@ -104,3 +104,32 @@ def test_ingest_page_refuses_bad_folder_and_ingests_good_one(app_env):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any("10 added" in s.value for s in at.success)
+
+
+def test_explore_draws_map_and_shows_a_selection(app_env):
+    at = _app().run()
+    at.switch_page("app_pages/explore.py").run()
+    assert not at.exception
+    at.radio(key="explore_method").set_value("PCA")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("Showing 10 of 10 points" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+    # a lasso over the first trace's first three points (Plotly's event shape, as Streamlit passes it on)
+    at.session_state["explore_map"] = {"selection": {"points": [
+        {"curve_number": 0, "point_index": i, "point_number": i} for i in range(3)], "box": [], "lasso": []}}
+    at.run()
+    assert not at.exception, at.exception
+    assert any(h.value == "Selection: 3 points" for h in at.subheader)
+    assert len(at.get("download_button")) == 1
+
+
+def test_explore_filter_matching_nothing_is_explained(app_env):
+    at = _app().run()
+    at.switch_page("app_pages/explore.py").run()
+    at.selectbox(key="explore_filter_key").set_value("file_name")
+    at.text_input(key="explore_filter_value").set_value("no-such-file.png")
+    at.radio(key="explore_method").set_value("PCA")
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("No point matches" in w.value for w in at.warning)

@@ -1,0 +1,84 @@
+"""Plotly figures (UI-free: the app renders them, tests and benchmarks measure them)."""
+from __future__ import annotations
+
+import html
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .catalog import NO_LABEL
+
+MAX_GROUPS = 30  # legend entries; smaller groups are drawn together as "(other)"
+OTHER = "(other)"
+# Point ids (36-character UUIDs) double the figure's size; above this many points hover shows label + file only.
+HOVER_IDS_UP_TO = 20_000
+
+
+def group_names(values: Sequence[Any]) -> list[str]:
+    """A group name per point for coloring: the value as text, "(none)" when missing, "(other)" beyond the top
+    MAX_GROUPS - 1 values."""
+    names = [NO_LABEL if v is None or v == "" else str(v) for v in values]
+    counts = Counter(names)
+    if len(counts) > MAX_GROUPS:
+        keep = {name for name, _ in counts.most_common(MAX_GROUPS - 1)}
+        names = [n if n in keep else OTHER for n in names]
+    return names
+
+
+@dataclass
+class MapFigure:
+    figure: go.Figure
+    trace_rows: list[np.ndarray]  # for each trace, the point rows it draws (selection events give trace + index)
+
+    def rows_of(self, selected: list[dict[str, Any]]) -> list[int]:
+        """Rows of the points in a Plotly selection event (Streamlit's `selection.points`)."""
+        rows = []
+        for p in selected:
+            curve, index = p.get("curve_number"), p.get("point_index", p.get("point_number"))
+            if curve is None or index is None or curve >= len(self.trace_rows):
+                continue
+            trace = self.trace_rows[curve]
+            if 0 <= index < len(trace):
+                rows.append(int(trace[index]))
+        return sorted(set(rows))
+
+
+def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[Any], ids: Sequence[Any],
+               highlight: dict[str, Sequence[int]] | None = None, height: int = 650) -> MapFigure:
+    """One WebGL trace per group (the legend toggles it), then one trace per highlight (e.g. audit suspects)."""
+    coords = np.asarray(coords, dtype=np.float32)
+    n = len(coords)
+    with_ids = n <= HOVER_IDS_UP_TO
+    groups_arr = np.asarray(groups, dtype=object)
+    order = Counter(groups).most_common()
+    fig = go.Figure()
+    trace_rows: list[np.ndarray] = []
+    marker_size = 6 if n < 5_000 else 4 if n < 30_000 else 3
+    for name, _count in order:
+        rows = np.flatnonzero(groups_arr == name)
+        # user data goes into hover text: escape it, Plotly renders a subset of HTML there
+        text = [html.escape(str(file_names[r])) + (f"<br>id {html.escape(str(ids[r]))}" if with_ids else "")
+                for r in rows]
+        fig.add_trace(go.Scattergl(
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=html.escape(name), text=text,
+            hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>",
+            marker={"size": marker_size, "opacity": 0.8}))
+        trace_rows.append(rows)
+    for name, rows in (highlight or {}).items():
+        rows = np.asarray(rows, dtype=np.int64)
+        fig.add_trace(go.Scattergl(
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=html.escape(name),
+            hoverinfo="skip", marker={"size": marker_size + 6, "symbol": "circle-open", "color": "black",
+                                      "line": {"width": 1.5}}))
+        trace_rows.append(rows)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso",
+                      legend={"itemsizing": "constant", "title": {"text": ""}}, uirevision="map",
+                      xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
+    return MapFigure(fig, trace_rows)
+
+
+def figure_bytes(fig: go.Figure) -> int:
+    return len(fig.to_json().encode())

@@ -1,0 +1,155 @@
+"""2D maps of embeddings: UMAP (on the shared kNN graph), t-SNE (openTSNE, after PCA to 50-d) and PCA."""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import settings
+from .knn import KnnGraph, knn_graph
+
+PARALLEL_ABOVE = 20_000  # points; see _umap
+
+# numba compiles UMAP's kernels on first use (~40 s here); keeping its cache on disk pays that once per machine.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(settings.get("ATLAS_CACHE_DIR")) / "numba"))
+
+Progress = Callable[[str, float], None]  # (what is happening, fraction done)
+
+
+@dataclass(frozen=True)
+class UmapParams:
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    seed: int = 42
+    method: str = "umap"
+
+
+@dataclass(frozen=True)
+class TsneParams:
+    perplexity: float = 30.0
+    seed: int = 42
+    method: str = "tsne"
+
+
+@dataclass(frozen=True)
+class PcaParams:
+    seed: int = 42
+    method: str = "pca"
+
+
+ProjectionParams = UmapParams | TsneParams | PcaParams
+
+
+def params_from(method: str, **kw: float) -> ProjectionParams:
+    cls = {"umap": UmapParams, "tsne": TsneParams, "t-sne": TsneParams, "pca": PcaParams}.get(method.lower())
+    if cls is None:
+        raise ValueError(f"Unknown projection {method!r}: use umap, tsne or pca.")
+    names = {f for f in cls.__dataclass_fields__ if f != "method"}
+    return cls(**{k: v for k, v in kw.items() if k in names and v is not None})
+
+
+@dataclass
+class Projection:
+    coords: np.ndarray  # (n, 2) float32
+    method: str
+    params: dict
+    notes: list[str] = field(default_factory=list)  # adjustments the data forced, said to the user
+    seconds: float = 0.0
+
+
+def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    dims = min(dims, x.shape[0], x.shape[1])
+    return PCA(dims, random_state=seed, svd_solver="auto").fit_transform(x).astype(np.float32)
+
+
+def _small(x: np.ndarray) -> np.ndarray:
+    """Coordinates for 0-3 points, where no method has anything to learn."""
+    n = len(x)
+    if n <= 1:
+        return np.zeros((n, 2), np.float32)
+    out = np.zeros((n, 2), np.float32)
+    out[:, :1] = _pca(x, 1, 0) if np.ptp(x, axis=0).max() > 0 else 0
+    return out
+
+
+def project(vectors: np.ndarray, params: ProjectionParams, knn: KnnGraph | None = None,
+            progress: Progress | None = None) -> Projection:
+    """2D coordinates for the rows of `vectors` (unit rows). UMAP uses `knn` when given (k >= n_neighbors)."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    started = time.perf_counter()
+    notes: list[str] = []
+    say = progress or (lambda _what, _f: None)
+    used = asdict(params)
+    if n < 4 or (n < 8 and params.method != "pca"):
+        notes.append(f"{n} point(s) are too few for {params.method.upper()}; placed along their main direction.")
+        return Projection(_small(x), "pca", used, notes, time.perf_counter() - started)
+
+    if isinstance(params, PcaParams):
+        say("PCA", 0.5)
+        coords = _pca(x, 2, params.seed)
+    elif isinstance(params, TsneParams):
+        coords, used = _tsne(x, params, notes, say)
+    else:
+        coords, used = _umap(x, params, knn, notes, say)
+    if not np.isfinite(coords).all():
+        notes.append(f"{params.method.upper()} produced invalid coordinates on this data; showing PCA instead.")
+        coords, used = _pca(x, 2, params.seed), {**asdict(PcaParams(params.seed))}
+    say("done", 1.0)
+    return Projection(coords.astype(np.float32), used["method"], used, notes, time.perf_counter() - started)
+
+
+def _tsne(x: np.ndarray, params: TsneParams, notes: list[str], say: Progress) -> tuple[np.ndarray, dict]:
+    from openTSNE import TSNE
+
+    n = len(x)
+    perplexity = params.perplexity
+    if perplexity >= (n - 1) / 3:
+        perplexity = max(1.0, (n - 1) / 3 - 1)
+        notes.append(f"Perplexity {params.perplexity:g} is too large for {n} points; used {perplexity:.0f}.")
+    say("PCA to 50 dimensions", 0.05)
+    reduced = _pca(x, 50, params.seed)  # t-SNE on 50 PCA dims: same neighbourhoods, far faster affinities
+    say("t-SNE", 0.2)
+    tsne = TSNE(n_components=2, perplexity=perplexity, metric="cosine", random_state=params.seed,
+                n_jobs=os.cpu_count() or 1, verbose=False)
+    coords = np.asarray(tsne.fit(reduced))
+    return coords, {**asdict(params), "perplexity": perplexity}
+
+
+def _umap(x: np.ndarray, params: UmapParams, knn: KnnGraph | None, notes: list[str],
+          say: Progress) -> tuple[np.ndarray, dict]:
+    n = len(x)
+    k = params.n_neighbors
+    if k >= n:
+        k = n - 1
+        notes.append(f"n_neighbors {params.n_neighbors} is not below the number of points ({n}); used {k}.")
+    k = max(2, k)
+    if knn is None or knn.k < k - 1:
+        say("kNN graph", 0.05)
+        knn = knn_graph(x, k)
+    say("UMAP layout", 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap warns that a precomputed kNN cannot transform new data: fine
+        import umap
+
+        knn_idx, knn_dist = knn.umap_input()
+        # Small maps: single-threaded and bit-for-bit reproducible from the seed. Large maps: the layout uses
+        # every core (umap-learn can only do that without a random_state), seeded through numpy's global state;
+        # they are cached, so a map reopens identical until its points change.
+        exact_seed = n <= PARALLEL_ABOVE
+        if not exact_seed:
+            np.random.seed(params.seed)
+        reducer = umap.UMAP(n_neighbors=k, min_dist=params.min_dist, metric="cosine",
+                            random_state=params.seed if exact_seed else None, n_jobs=1 if exact_seed else -1,
+                            precomputed_knn=(knn_idx[:, :k], knn_dist[:, :k]))
+        coords = reducer.fit_transform(x)
+    return coords, {**asdict(params), "n_neighbors": k}
+
+

@@ -1,0 +1,83 @@
+"""Projections: trustworthy on clustered data, reproducible, and sensible on degenerate input."""
+import numpy as np
+import pytest
+from sklearn.manifold import trustworthiness
+
+from core.knn import knn_graph, recall
+from core.projection import PcaParams, TsneParams, UmapParams, params_from, project
+from tests.conftest import unit_rows
+
+
+def clustered(n=600, d=64, clusters=6, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, d)) * 3
+    y = rng.integers(0, clusters, n)
+    x = centers[y] + rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
+
+
+@pytest.mark.parametrize("params", [UmapParams(), TsneParams(perplexity=20), PcaParams()])
+def test_projection_is_trustworthy(params):
+    x, _ = clustered()
+    p = project(x, params)
+    assert p.coords.shape == (600, 2) and np.isfinite(p.coords).all()
+    floor = 0.75 if isinstance(params, PcaParams) else 0.9  # PCA keeps only two linear directions
+    assert trustworthiness(x, p.coords, n_neighbors=10, metric="cosine") >= floor
+
+
+def test_same_seed_same_coordinates_other_seed_differs():
+    x, _ = clustered(300)
+    a = project(x, UmapParams(seed=1)).coords
+    b = project(x, UmapParams(seed=1)).coords
+    c = project(x, UmapParams(seed=2)).coords
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_umap_uses_a_given_knn_graph():
+    x, _ = clustered(300)
+    g = knn_graph(x, 15)
+    assert np.array_equal(project(x, UmapParams(), knn=g).coords, project(x, UmapParams()).coords)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3])
+def test_tiny_collections_get_a_note_not_an_error(n):
+    p = project(unit_rows(n, 8), UmapParams())
+    assert p.coords.shape == (n, 2) and p.notes and "too few" in p.notes[0]
+
+
+def test_parameters_out_of_range_are_clamped_with_a_note():
+    x, _ = clustered(40)
+    p = project(x, UmapParams(n_neighbors=100))
+    assert p.params["n_neighbors"] == 39 and "n_neighbors" in p.notes[0]
+    t = project(x, TsneParams(perplexity=50))
+    assert t.params["perplexity"] < 13 and "Perplexity" in t.notes[0]
+
+
+def test_identical_points_do_not_break_the_map():
+    x = np.tile(unit_rows(1, 16), (50, 1))
+    p = project(x, UmapParams())
+    assert p.coords.shape == (50, 2) and np.isfinite(p.coords).all()
+
+
+def test_params_from_names():
+    assert params_from("tsne", perplexity=12.0, n_neighbors=3) == TsneParams(perplexity=12.0)
+    with pytest.raises(ValueError, match="Unknown projection"):
+        params_from("isomap")
+
+
+def test_knn_graph_exact_and_approximate_agree():
+    x, _ = clustered(3000, d=32)
+    exact = knn_graph(x, 10, method="exact")
+    approx = knn_graph(x, 10, method="nndescent")
+    assert exact.indices.shape == (3000, 10)
+    assert not (exact.indices == np.arange(3000)[:, None]).any()  # self excluded
+    assert (np.diff(exact.similarities, axis=1) <= 1e-6).all()  # nearest first
+    assert recall(approx, exact) > 0.9
+
+
+def test_knn_graph_with_exact_duplicates_excludes_self_only():
+    x = np.repeat(unit_rows(5, 8), 2, axis=0)  # every point has a twin
+    g = knn_graph(x, 3, method="exact")
+    twins = np.arange(10) ^ 1
+    assert (g.indices[:, 0] == twins).all() and np.allclose(g.similarities[:, 0], 1.0, atol=1e-5)
