@@ -85,3 +85,29 @@ def test_collections_page_shows_demo_label_counts(demo_server, page):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=False)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_explore_map_draws_every_point_and_lasso_opens_gallery(demo_server, page):
+    url, demo = demo_server
+    page.goto(f"{url}/explore", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Draw map").wait_for(timeout=120_000)
+    page.get_by_text("PCA", exact=True).click()
+    page.get_by_role("button", name="Draw map").click()
+    page.get_by_text(f"Showing {demo.images} of {demo.images} points").wait_for(timeout=120_000)
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('.js-plotly-plot')._fullData !== undefined", timeout=60_000)
+    drawn = page.evaluate("document.querySelector('.js-plotly-plot')._fullData"
+                          ".filter(t => t.visible !== false).reduce((n, t) => n + t.x.length, 0)")
+    assert drawn == demo.images
+    # lasso (the map's default drag mode) around the whole plotting area
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0, x1, y1 = box["x"] + 2, box["y"] + 2, box["x"] + box["width"] - 2, box["y"] + box["height"] - 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.get_by_text(f"Selection: {demo.images} points").wait_for(timeout=60_000)
+    page.get_by_text("Export selection (CSV)").wait_for(timeout=30_000)
+    page.screenshot(path=str(ROOT / "docs" / "screenshot-explore.png"))

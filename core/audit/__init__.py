@@ -1,0 +1,120 @@
+"""The label audit: label issues, outliers and near-duplicates over one shared kNN graph."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..cache import ArrayCache, key_of
+from ..knn import KnnGraph
+from ..maps import shared_knn
+from ..points import PointSet, load_points, load_vectors
+from ..store import Filter, Store
+from .base import AuditData, CheckResult
+from .duplicate_check import DuplicateCheck
+from .label_check import LabelCheck
+from .outlier_check import OutlierCheck
+
+CHECKS = ("label", "outlier", "duplicate")
+DEFAULT_UNKNOWN = ("unknown", "unlabeled", "unlabelled", "none", "?", "")
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class AuditReport:
+    points: PointSet
+    label_field: str | None
+    table: pd.DataFrame  # one row per point: id, label, file/path, and every check's columns
+    results: dict[str, CheckResult]
+    knn: KnnGraph
+    seconds: float = 0.0
+    cached: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def suspects(self, check: str) -> pd.DataFrame:
+        """Flagged points of one check, worst first."""
+        if check not in self.results:
+            return self.table.iloc[0:0]
+        flagged = self.table[self.table[f"is_{check}_issue"]]
+        if check == "duplicate":
+            return flagged.sort_values(["duplicate_group", "label"], kind="stable")
+        return flagged.sort_values(f"{check}_score", kind="stable")
+
+
+_memory: OrderedDict[str, AuditReport] = OrderedDict()
+_memory_lock = threading.Lock()
+
+
+def _label_state(points: PointSet, label_field: str | None) -> str:
+    """Changes when any label or review mark changes: an audit depends on labels, unlike a map."""
+    return key_of([(str(i), p.get(label_field) if label_field else None, p.get("label_confirmed"))
+                   for i, p in zip(points.ids, points.payloads)])
+
+
+def run_audit(store: Store, collection: str, label_field: str | None = "label", checks: Sequence[str] = CHECKS,
+              k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float = 0.1,
+              duplicate_similarity: float = 0.98, unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
+              max_points: int | None = None, cache: ArrayCache | None = None,
+              progress: Progress | None = None) -> AuditReport:
+    started = time.perf_counter()
+    say = progress or (lambda _w, _f: None)
+    unknown = {u.lower() for u in unknown_labels}
+    bad = [c for c in checks if c not in CHECKS]
+    if bad:
+        raise ValueError(f"Unknown check(s) {', '.join(bad)}: choose from {', '.join(CHECKS)}.")
+    say("reading points", 0.0)
+    pts = load_points(store, collection, vector, filter, max_points)
+    key = key_of("audit", pts.fingerprint, _label_state(pts, label_field), list(checks), k, threshold,
+                 duplicate_similarity, sorted(unknown))
+    with _memory_lock:
+        if key in _memory:
+            _memory.move_to_end(key)
+            hit = _memory[key]
+            return AuditReport(pts, label_field, hit.table, hit.results, hit.knn, time.perf_counter() - started,
+                               True, hit.notes)
+    say("reading vectors", 0.05)
+    vectors = load_vectors(store, pts, filter)
+    say("kNN graph", 0.15)
+    graph = shared_knn(pts, vectors, k, cache) if len(pts) > 1 else KnnGraph(
+        np.zeros((len(pts), 0), np.int64), np.zeros((len(pts), 0), np.float32), "exact", 0.0)
+    k_used = min(k, graph.k)
+    knn = KnnGraph(graph.indices[:, :k_used], graph.similarities[:, :k_used], graph.method, graph.seconds)
+    labels = []
+    for p in pts.payloads:
+        value = p.get(label_field) if label_field else None
+        labels.append(None if value is None or str(value).strip().lower() in unknown else value)
+    confirmed = np.array([p.get("label_confirmed") is not None and p.get("label_confirmed") == p.get(label_field)
+                          for p in pts.payloads]) if label_field else np.zeros(len(pts), bool)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1))
+    data = AuditData(pts.ids, vectors / np.maximum(norms, 1e-12), labels, knn, pts.payloads, confirmed)
+    notes = []
+    if len(pts) <= k:
+        notes.append(f"Only {len(pts)} points: neighbours are limited to {k_used} per point.")
+    runners = {"label": LabelCheck(threshold=threshold), "outlier": OutlierCheck(),
+               "duplicate": DuplicateCheck(similarity=duplicate_similarity)}
+    results: dict[str, CheckResult] = {}
+    for i, name in enumerate(checks):
+        say(f"{name} check", 0.3 + 0.6 * i / max(1, len(checks)))
+        if name == "label" and label_field is None:
+            notes.append("No label field: the label check was skipped.")
+            continue
+        results[name] = runners[name].run(data)
+    table = pd.DataFrame({"id": pts.ids, "label": [None if v is None else str(v) for v in labels],
+                          "file_name": [p.get("file_name") for p in pts.payloads],
+                          "path": [p.get("path") for p in pts.payloads],
+                          "image_url": [p.get("image_url") for p in pts.payloads]})
+    for result in results.values():
+        table = table.join(result.table.drop(columns=[c for c in result.table.columns if c in table.columns]))
+    report = AuditReport(pts, label_field, table, results, knn, time.perf_counter() - started, False, notes)
+    with _memory_lock:
+        _memory[key] = report
+        while len(_memory) > 4:
+            _memory.popitem(last=False)
+    say("done", 1.0)
+    return report
