@@ -107,6 +107,61 @@ def cmd_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import run_audit
+    from .cache import ArrayCache
+
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+    with _store(args) as store:
+        report = run_audit(store, args.collection, label_field=args.label_field, checks=checks, k=args.k,
+                           threshold=args.threshold, unknown_labels=_unknown_labels(),
+                           cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"))
+    flagged = report.table[report.table[[f"is_{c}_issue" for c in report.results]].any(axis=1)]
+    if args.out:
+        flagged.to_csv(args.out, index=False)
+    summary = {"collection": args.collection, "points": len(report.points), "seconds": round(report.seconds, 2),
+               "checks": {name: _jsonable(r.summary) for name, r in report.results.items()},
+               "flagged_points": len(flagged), "notes": report.notes, "out": args.out or None}
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.collection}: audited {len(report.points):,} points in {report.seconds:.1f} s")
+    for name, r in report.results.items():
+        print(f"  {name}: {r.summary.get('flagged', 0):,} flagged" + (f" ({r.summary['note']})" if "note" in r.summary else ""))
+    if args.out:
+        print(f"suspects written to {args.out}")
+    return 0
+
+
+def _unknown_labels() -> list[str]:
+    return [u.strip() for u in settings.get("ATLAS_UNKNOWN_LABELS").split(",")]
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from .labels import default_user, relabel
+
+    point: int | str = int(args.point) if args.point.isdigit() else args.point
+    with _store(args) as store:
+        known = set(map(str, store.count_by(args.collection, args.label_field)))
+        if args.label not in known and not args.new_label:
+            raise ValueError(f"No point in '{args.collection}' has the label '{args.label}' yet. Check the "
+                             "spelling, or pass --new-label to create it.")
+        changes = relabel(store, args.collection, [point], args.label, by=settings.get("ATLAS_USER") or default_user(),
+                          label_field=args.label_field)
+    if not changes:
+        raise LookupError(f"Point {args.point} does not exist in '{args.collection}'.")
+    change = changes[0]
+    result = {"id": change.id, "old_label": change.old_label, "new_label": change.new_label, "at": change.at,
+              "by": change.by}
+    print(json.dumps(result, ensure_ascii=False) if args.json else
+          f"{change.id}: {change.old_label} -> {change.new_label}")
+    return 0
+
+
 def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
     out = []
     for info in store.list_collections():
@@ -179,6 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_project)
+
+    p = sub.add_parser("audit", parents=[common], help="find label errors, outliers and near-duplicates")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--checks", default="label,outlier,duplicate", help="comma-separated: label,outlier,duplicate")
+    p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
+    p.add_argument("--threshold", type=float, default=0.1,
+                   help="flag a label whose out-of-sample probability is below this (default 0.1)")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--out", default="", help="CSV of the flagged points with every check's scores")
+    p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("relabel", parents=[common], help="change one point's label (history is kept)")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--point", required=True, help="point id")
+    p.add_argument("--label", required=True, help="the new label")
+    p.add_argument("--new-label", action="store_true", help="allow a label that no point has yet")
+    p.add_argument("--label-field", default="label")
+    p.set_defaults(fn=cmd_relabel)
 
     p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
     p.add_argument("--label-field", default="label", help="payload field that holds the label")

@@ -41,6 +41,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Used for collections whose ingest folder this tool does not remember (ingested elsewhere)."),
     Setting("ATLAS_MAP_MAX_POINTS", 100_000, "Most points drawn on the Explore map; larger collections (or "
             "filters) are sampled, and the page says 'showing N of M'."),
+    Setting("ATLAS_UNKNOWN_LABELS", "unknown,unlabeled,unlabelled,none,?", "Label values that mean 'no label': "
+            "such points are not scored by the audit but get a suggested label (comma-separated)."),
+    Setting("ATLAS_USER", "", "Name recorded in label_history for relabels (empty: the login name)."),
     Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, numba's compiled code, and remembered image folders."),
 )
 
