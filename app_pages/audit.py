@@ -1,3 +1,215 @@
-from ui.common import not_built
+import pandas as pd
+import plotly.express as px
+import streamlit as st
 
-not_built("Audit", "find likely label errors, outliers and near-duplicates, and write corrected labels back to Qdrant.")
+from core import labels as label_ops
+from core.catalog import payload_text
+from ui.audit import audit_with_status, changed_ids, record, user
+from ui.common import thumb
+
+PER_PAGE = 10
+
+st.title("Audit")
+ctx = st.session_state.get("ctx")
+if ctx is None or ctx.collection is None or ctx.summary is None:
+    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
+    st.stop()
+s = ctx.summary
+if not s.vectors or s.points == 0:
+    st.warning("This collection has no points with vectors to audit.")
+    st.stop()
+
+with st.form("audit_form"):
+    c1, c2, c3, c4 = st.columns(4)
+    checks = c1.multiselect("Checks", ["label", "outlier", "duplicate"], ["label", "outlier", "duplicate"],
+                            key="audit_checks")
+    k = c2.slider("Neighbours (k)", 2, 50, 10, key="audit_k")
+    threshold = c3.slider("Flag labels below probability", 0.01, 0.5, 0.1, key="audit_threshold",
+                          help="A label is flagged when a classifier that never saw the point gives it less than "
+                               "this probability. The default flags about as many points as there are likely errors.")
+    similarity = c4.slider("Near-duplicate similarity", 0.9, 1.0, 0.98, 0.005, key="audit_similarity")
+    run = st.form_submit_button("Run audit", type="primary")
+if run:
+    st.session_state["audit_request"] = {"collection": s.name, "label_field": ctx.label_field, "checks": checks,
+                                         "k": k, "threshold": threshold, "similarity": similarity}
+req = st.session_state.get("audit_request")
+if not req or req["collection"] != s.name:
+    st.info("Press **Run audit**. It reads every point's vector, builds the shared kNN graph and scores each check.")
+    st.stop()
+# The report stays in the session: label actions must not re-run the audit (seconds to a minute); the user
+# re-runs it when done.
+held = st.session_state.get("audit_report")
+if run or st.session_state.pop("audit_force", False) or held is None or held[0] != req:
+    held = (dict(req), audit_with_status(ctx.store, s.name, req["label_field"], req["checks"], req["k"],
+                                         req["threshold"], req["similarity"]))
+    st.session_state["audit_report"] = held
+report = held[1]
+for note in report.notes:
+    st.info(note)
+table = report.table
+done = changed_ids()
+st.session_state["audit_suspects"] = {"collection": s.name, "ids": list(report.suspects("label")["id"])}
+
+cols = st.columns(5)
+label_summary = report.results["label"].summary if "label" in report.results else {}
+cols[0].metric("Points", f"{len(table):,}")
+cols[1].metric("Label issues", f"{label_summary.get('flagged', 0):,}")
+cols[2].metric("Outliers", f"{report.results['outlier'].summary['flagged']:,}" if "outlier" in report.results else "–")
+cols[3].metric("Duplicate groups", f"{report.results['duplicate'].summary['groups']:,}"
+               if "duplicate" in report.results else "–")
+cols[4].metric("Unlabeled", f"{label_summary.get('unlabeled', 0):,}")
+if label_summary.get("note"):
+    st.warning(label_summary["note"])
+
+known_labels = sorted({str(v) for v in table["label"].dropna()})
+
+
+def show_point(row: pd.Series, key: str) -> None:
+    """A suspect beside its nearest neighbours, with the actions for it."""
+    r = int(row.name)
+    left, right = st.columns([1, 4])
+    with left:
+        st.image(thumb(report.points.payloads[r], ctx, 128), width=128)
+        st.text(f"given: {payload_text(row['label'], 40)}\n{payload_text(row.get('file_name') or '', 40)}")
+        if "label_score" in row and pd.notna(row.get("label_score")):
+            st.text(f"score {row['label_score']:.3f}\nsuggested: {payload_text(row['suggested_label'], 30)}")
+    with right:
+        neighbours = report.knn.indices[r][:6]
+        ncols = st.columns(6)
+        for j, n in enumerate(neighbours):
+            with ncols[j]:
+                st.image(thumb(report.points.payloads[n], ctx, 96), width=96)
+                st.text(f"{payload_text(table.at[n, 'label'], 20)}\nsim {report.knn.similarities[r][j]:.2f}")
+        a1, a2, a3 = st.columns(3)
+        if "suggested_label" in row and row.get("suggested_label") is not None and \
+                a1.button(f"Accept '{payload_text(row['suggested_label'], 20)}'", key=f"{key}_accept"):
+            record(label_ops.relabel(ctx.store, s.name, [row["id"]], row["suggested_label"], user(),
+                                     report.label_field or "label"))
+            st.rerun()
+        if a2.button("Mark correct", key=f"{key}_confirm"):
+            record(label_ops.confirm(ctx.store, s.name, [row["id"]], user(), report.label_field or "label"))
+            st.rerun()
+        choice = a3.selectbox("Other label", ["…"] + known_labels, key=f"{key}_other", label_visibility="collapsed")
+        if choice != "…":
+            record(label_ops.relabel(ctx.store, s.name, [row["id"]], choice, user(), report.label_field or "label"))
+            st.rerun()
+
+
+tabs = st.tabs(["Label issues", "Class confusion", "Outliers", "Near-duplicates", "Unlabeled", "Changes"])
+
+with tabs[0]:
+    if "label" not in report.results:
+        st.info("The label check was not run.")
+    else:
+        suspects = report.suspects("label")
+        suspects = suspects[~suspects["id"].isin(done)]
+        f1, f2 = st.columns(2)
+        given = f1.multiselect("Given label", known_labels, key="audit_given")
+        suggested = f2.multiselect("Suggested label", known_labels, key="audit_suggested")
+        if given:
+            suspects = suspects[suspects["label"].isin(given)]
+        if suggested:
+            suspects = suspects[suspects["suggested_label"].isin(suggested)]
+        st.caption(f"{len(suspects):,} suspects, most likely wrong first. Fixed in this session: {len(done):,}.")
+        view = suspects[["id", "label", "suggested_label", "label_score", "suggestion_confidence",
+                         "neighbour_agreement", "file_name"]]
+        picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="multi-row", key="audit_table")
+        rows = list(view.iloc[picked.selection.rows]["id"]) if picked and picked.selection.rows else []
+        if rows:
+            b1, b2, b3 = st.columns(3)
+            if b1.button(f"Accept suggestions for {len(rows)} selected", key="audit_bulk_accept"):
+                for pid in rows:
+                    new = suspects.loc[suspects["id"] == pid, "suggested_label"].iloc[0]
+                    record(label_ops.relabel(ctx.store, s.name, [pid], new, user(), report.label_field or "label"))
+                st.rerun()
+            if b2.button(f"Mark {len(rows)} correct", key="audit_bulk_confirm"):
+                record(label_ops.confirm(ctx.store, s.name, rows, user(), report.label_field or "label"))
+                st.rerun()
+            target = b3.text_input("Set selected to label", key="audit_bulk_label")
+            if target.strip():
+                if target.strip() not in known_labels and not st.checkbox(
+                        f"'{target.strip()}' is a new label: create it", key="audit_bulk_new"):
+                    st.stop()
+                if st.button(f"Set {len(rows)} to '{target.strip()}'", key="audit_bulk_set"):
+                    record(label_ops.relabel(ctx.store, s.name, rows, target.strip(), user(),
+                                             report.label_field or "label"))
+                    st.rerun()
+        st.download_button("Export suspects (CSV)", suspects.to_csv(index=False), f"{s.name}-suspects.csv",
+                           "text/csv", key="audit_export")
+        pages = max(1, -(-len(suspects) // PER_PAGE))
+        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="audit_page") if pages > 1 else 1
+        for i, (_, row) in enumerate(suspects.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].iterrows()):
+            st.divider()
+            show_point(row, f"audit_pt_{row.name}")
+
+with tabs[1]:
+    if "label" in report.results and not report.results["label"].extra.get("confusion", pd.DataFrame()).empty:
+        extra = report.results["label"].extra
+        st.plotly_chart(px.imshow(extra["confusion"], text_auto=True, color_continuous_scale="Blues",
+                                  labels={"x": "suggested label", "y": "given label", "color": "suspects"}),
+                        key="audit_confusion")
+        st.dataframe(extra["label_quality"].sort_values().reset_index(), hide_index=True, key="audit_quality")
+    else:
+        st.info("No label issues, so no confusion between labels.")
+
+with tabs[2]:
+    if "outlier" in report.results:
+        outliers = report.suspects("outlier")
+        st.caption(f"{len(outliers):,} points farther from their neighbours than "
+                   f"{report.results['outlier'].summary['distance_limit']:.3f} (median + 3 MAD).")
+        st.dataframe(outliers[["id", "label", "outlier_score", "outlier_distance", "file_name"]], hide_index=True)
+        for _, row in outliers.head(PER_PAGE).iterrows():
+            st.divider()
+            show_point(row, f"audit_out_{row.name}")
+
+with tabs[3]:
+    if "duplicate" in report.results:
+        groups = report.results["duplicate"].extra["groups"]
+        st.caption(f"{len(groups):,} groups; those whose members carry different labels come first.")
+        for g, members in enumerate(groups[:30]):
+            members = [m for m in members if table.at[m, "id"] not in done]
+            if len(members) < 2:
+                continue
+            st.text(f"group {g + 1}: " + ", ".join(sorted({payload_text(table.at[m, 'label'], 20) for m in members})))
+            gcols = st.columns(min(8, len(members)))
+            for j, m in enumerate(members[:8]):
+                with gcols[j]:
+                    st.image(thumb(report.points.payloads[m], ctx, 96), width=96)
+                    st.text(f"{payload_text(table.at[m, 'label'], 20)}\n"
+                            f"{'exact copy' if table.at[m, 'exact_copy'] else ''}")
+                    if st.button("Delete", key=f"audit_del_{g}_{m}"):
+                        record(label_ops.delete_points(ctx.store, s.name, [table.at[m, "id"]], user(),
+                                                       report.label_field or "label"))
+                        st.rerun()
+
+with tabs[4]:
+    if "label" in report.results:
+        unl = table[table["label"].isna() & table["suggested_label"].notna() & ~table["id"].isin(done)]
+        st.caption(f"{len(unl):,} points without a label get a suggestion from the labeled ones.")
+        if len(unl):
+            min_conf = st.slider("Accept suggestions with confidence at least", 0.5, 1.0, 0.9, key="audit_min_conf")
+            confident = unl[unl["suggestion_confidence"] >= min_conf]
+            st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
+            if st.button(f"Accept {len(confident):,} confident suggestions", key="audit_accept_unlabeled"):
+                for new, part in confident.groupby("suggested_label"):
+                    record(label_ops.relabel(ctx.store, s.name, list(part["id"]), new, user(),
+                                             report.label_field or "label"))
+                st.rerun()
+
+with tabs[5]:
+    changes = st.session_state.get("audit_changes", [])
+    st.caption(f"{len(changes):,} changes in this session, written to Qdrant (label_original and label_history "
+               "are kept in each point's payload).")
+    if changes:
+        log = pd.DataFrame([c.as_row() for c in changes])
+        st.dataframe(log, hide_index=True)
+        st.download_button("Export change log (CSV)", log.to_csv(index=False), f"{s.name}-changes.csv", "text/csv",
+                           key="audit_export_changes")
+        if st.button("Undo the last change", key="audit_undo"):
+            label_ops.undo(ctx.store, [changes[-1]], user(), report.label_field or "label")
+            changes.pop()
+            st.rerun()
+    if st.button("Re-run the audit with the new labels", key="audit_rerun"):
+        st.session_state["audit_force"] = True
+        st.rerun()

@@ -76,7 +76,15 @@ for note in result.notes:
     st.info(note)
 
 color_values = [p.get(color_by) for p in pts.payloads]
-mf = map_figure(result.coords, group_names(color_values), [p.get("file_name", "") for p in pts.payloads], pts.ids)
+highlight = {}
+suspects = st.session_state.get("audit_suspects")
+if suspects and suspects["collection"] == s.name and suspects["ids"]:
+    if st.toggle(f"Highlight the {len(suspects['ids']):,} label suspects from the Audit page", True,
+                 key="explore_show_suspects"):
+        wanted = set(suspects["ids"])
+        highlight["audit suspects"] = [i for i, pid in enumerate(pts.ids) if pid in wanted]
+mf = map_figure(result.coords, group_names(color_values), [p.get("file_name", "") for p in pts.payloads], pts.ids,
+                highlight=highlight)
 event = st.plotly_chart(mf.figure, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         config={"displaylogo": False})
 selection = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})

@@ -1,11 +1,13 @@
 """AppTest over app.py and every page: no exceptions, key widgets, and the right numbers on screen."""
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.ingest import ingest
+from core.ingest import ingest, point_id
 from core.store import open_store
 from tests.conftest import ROOT
 from tests.fakes import ColorEmbedder, write_image
+from ui.common import get_store
 
 PAGES = ["app_pages/collections.py", "app_pages/ingest.py", "app_pages/explore.py", "app_pages/audit.py", "app_pages/search.py",
          "app_pages/graph.py"]
@@ -55,7 +57,7 @@ def test_collections_page_shows_counts(app_env):
 
 def test_placeholder_pages_say_they_are_not_built(app_env):
     at = _app().run()
-    for page in PAGES[3:]:
+    for page in PAGES[4:]:
         at.switch_page(page).run()
         assert any("not built yet" in i.value for i in at.info)
 
@@ -133,3 +135,39 @@ def test_explore_filter_matching_nothing_is_explained(app_env):
     at.button[0].click().run()
     assert not at.exception
     assert any("No point matches" in w.value for w in at.warning)
+
+
+@pytest.fixture
+def audit_env(tmp_path, monkeypatch):
+    """Three colour classes with one planted mislabel: a red image filed under 'blue'."""
+    folder = tmp_path / "colors"
+    rng = np.random.default_rng(0)
+    for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
+        for i in range(12):
+            jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
+            write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
+    write_image(folder / "blue" / "odd.png", (225, 25, 35))
+    store_path = tmp_path / "qdrant"
+    with open_store(path=str(store_path)) as store:
+        ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return store_path
+
+
+def test_audit_page_flags_the_mislabel_and_accepting_fixes_it(audit_env):
+    at = _app().run()
+    at.switch_page("app_pages/audit.py").run()
+    assert not at.exception
+    at.button[0].click().run()  # Run audit
+    assert not at.exception, at.exception
+    accept = [b for b in at.button if b.label.startswith("Accept 'red'")]
+    assert accept, [b.label for b in at.button]
+    accept[0].click().run()
+    assert not at.exception, at.exception
+    assert "Fixed in this session: 1" in " ".join(c.value for c in at.caption)
+    store = get_store("", "", str(audit_env))  # the app's own handle: the folder admits one opener
+    payload = store.retrieve("colors", [point_id("blue/odd.png")]).payloads[0]
+    assert payload["label"] == "red" and payload["label_original"] == "blue"
+    assert payload["label_history"][-1]["new"] == "red"

@@ -41,3 +41,34 @@ def test_failures_exit_nonzero_with_a_message(tmp_path):
     assert out.returncode == 1 and "does not exist" in out.stderr and "Traceback" not in out.stderr
     out = _run("collections", "--qdrant-url", "http://127.0.0.1:9")
     assert out.returncode == 1 and "http://127.0.0.1:9" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_audit_and_relabel_commands(tmp_path):
+    import numpy as np
+
+    from core.store import open_store
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 16))
+    y = np.repeat(np.arange(3), 15)
+    x = centers[y] + 0.2 * rng.normal(size=(45, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = [f"c{v}" for v in y]
+    labels[0] = "c2"  # planted
+    with open_store(path=str(tmp_path / "q")) as s:
+        s.create_collection("c", {"m": 16})
+        s.upsert("c", list(range(1, 46)), {"m": x}, [{"label": lab} for lab in labels])
+    common = ["--store-path", str(tmp_path / "q"), "--json"]
+    env = {"ATLAS_CACHE_DIR": str(tmp_path / "cache")}
+    out = _run("audit", "--collection", "c", "--out", str(tmp_path / "s.csv"), *common, env_extra=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["checks"]["label"]["flagged"] >= 1
+    assert "1," in (tmp_path / "s.csv").read_text()  # the planted point (id 1) is among the suspects
+    bad = _run("relabel", "--collection", "c", "--point", "1", "--label", "c7", *common, env_extra=env)
+    assert bad.returncode == 1 and "--new-label" in bad.stderr
+    ok = _run("relabel", "--collection", "c", "--point", "1", "--label", "c0", *common, env_extra=env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["old_label"] == "c2"
+    missing = _run("relabel", "--collection", "c", "--point", "999", "--label", "c0", *common, env_extra=env)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr

@@ -44,6 +44,7 @@ class LabelCheck:
             return CheckResult(self.name, table, summary)
 
         x = data.vectors - data.vectors.mean(axis=0)
+        x /= max(float(np.linalg.norm(x, axis=1).mean()), 1e-12)  # unit mean norm: one C fits every model's scale
         cls_index = {c: i for i, c in enumerate(classes)}
         train = np.array([v in cls_index for v in labels])
         y = np.array([cls_index[v] for v in np.array(labels, dtype=object)[train]])
