@@ -111,3 +111,34 @@ def test_explore_map_draws_every_point_and_lasso_opens_gallery(demo_server, page
     page.get_by_text(f"Selection: {demo.images} points").wait_for(timeout=60_000)
     page.get_by_text("Export selection (CSV)").wait_for(timeout=30_000)
     page.screenshot(path=str(ROOT / "docs" / "screenshot-explore.png"))
+
+
+def _trace_counts(page) -> dict:
+    page.wait_for_function("document.querySelector('.js-plotly-plot') && "
+                           "document.querySelector('.js-plotly-plot')._fullData !== undefined", timeout=60_000)
+    return page.evaluate("Object.fromEntries(document.querySelector('.js-plotly-plot')._fullData"
+                         ".map(t => [t.name, t.x.length]))")
+
+
+def _draw_pca_map(page, url, demo):
+    page.goto(f"{url}/explore", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Draw map").wait_for(timeout=120_000)
+    page.get_by_text("PCA", exact=True).click()
+    page.get_by_role("button", name="Draw map").click()
+    page.get_by_text(f"Showing {demo.images} of {demo.images} points").wait_for(timeout=120_000)
+    return _trace_counts(page)
+
+
+def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
+    url, demo = demo_server
+    before = _draw_pca_map(page, url, demo)
+    page.goto(f"{url}/audit", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run audit").click()
+    accept = page.get_by_role("button", name="Accept '").first
+    accept.wait_for(timeout=180_000)
+    new_label = accept.inner_text().split("'")[1]
+    accept.click()
+    page.get_by_text("Fixed in this session: 1").wait_for(timeout=60_000)
+    after = _draw_pca_map(page, url, demo)
+    assert after[new_label] == before[new_label] + 1
+    assert sum(after.values()) == sum(before.values()) == demo.images
