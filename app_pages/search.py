@@ -1,3 +1,130 @@
-from ui.common import not_built
+import time
 
-not_built("Search", "find similar images by an uploaded image, a text query or an existing point.")
+import pandas as pd
+import streamlit as st
+
+from core import settings
+from core.figures import group_names, map_figure
+from core.maps import compute_map
+from core.search import (SearchError, hits_table, image_query_vector, model_for, parse_point_id, point_vector,
+                         recommend, search, text_query_vector)
+from ui.common import thumb
+from ui.maps import array_cache
+
+st.title("Search")
+ctx = st.session_state.get("ctx")
+if ctx is None or ctx.collection is None or ctx.summary is None:
+    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
+    st.stop()
+s = ctx.summary
+if not s.vectors or s.points == 0:
+    st.warning("This collection has no points with vectors to search.")
+    st.stop()
+
+handoff = st.session_state.get("search_handoff")
+handoff_ids = handoff["ids"] if handoff and handoff.get("collection") == s.name else []
+if handoff_ids:
+    st.caption(f"{len(handoff_ids)} point(s) handed over from another page: see the Point and Examples tabs.")
+
+c1, c2, c3, c4, c5 = st.columns(5)
+vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="search_vector",
+                      format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
+k = c2.number_input("Results (k)", 1, 500, 12, key="search_k")
+hnsw_ef = c3.number_input("hnsw_ef (0: default)", 0, 4096, 0, key="search_ef",
+                          help="How many candidates the HNSW index explores: higher is more exact and slower.")
+exact = c4.checkbox("Exact search", key="search_exact", help="Compare with every point (slow on big collections).")
+min_score = c5.number_input("Minimum score", -1.0, 1.0, -1.0, 0.05, key="search_min_score")
+labels = st.multiselect("Only these labels", list(s.labels), key="search_labels") if ctx.label_field else []
+filt = {ctx.label_field: labels} if labels else None
+opts = dict(using=vector, k=int(k), filter=filt, hnsw_ef=int(hnsw_ef) or None, exact=exact,
+            min_score=None if min_score <= -1 else float(min_score))
+
+
+def get_model():
+    return model_for(vector, settings.get("ATLAS_CLIP_WEIGHTS"), settings.get("ATLAS_DEVICE"),
+                     settings.get("ATLAS_CPU_BF16"))
+
+
+def run(query) -> None:
+    try:
+        st.session_state["search_result"] = (s.name, query())
+    except SearchError as exc:
+        st.session_state.pop("search_result", None)
+        st.error(str(exc))
+
+
+max_bytes = settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6
+tab_image, tab_text, tab_point, tab_examples = st.tabs(["Image", "Text", "Point", "Examples"])
+with tab_image:
+    upload = st.file_uploader("Query image", type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic",
+                                                   "heif"], key="search_upload")
+    if upload is not None and st.button("Search by image", key="search_by_image", type="primary"):
+        started = time.perf_counter()
+        run(lambda: search(ctx.store, s.name, image_query_vector(get_model(), upload.getvalue(), max_bytes,
+                                                                 settings.get("ATLAS_MAX_IMAGE_PIXELS")),
+                           started=started, **opts))
+with tab_text:
+    try:
+        text_ok = get_model().supports_text
+        text_why = "" if text_ok else (f"The model '{vector}' has no text encoder, so text search is off. "
+                                       "Collections ingested with clip-vit-b-32 support it.")
+    except SearchError as exc:
+        text_ok, text_why = False, str(exc)
+    if text_why:
+        st.info(text_why)
+    text = st.text_input("Describe the images", key="search_text", disabled=not text_ok,
+                         placeholder="a red apple on a table")
+    if st.button("Search by text", key="search_by_text", disabled=not text_ok):
+        started = time.perf_counter()
+        run(lambda: search(ctx.store, s.name, text_query_vector(get_model(), text), started=started, **opts))
+with tab_point:
+    point = st.text_input("Point id", value=str(handoff_ids[0]) if handoff_ids else "", key="search_point")
+    if st.button("More like this", key="search_by_point") and point.strip():
+        started = time.perf_counter()
+        run(lambda: search(ctx.store, s.name, point_vector(ctx.store, s.name, parse_point_id(point), vector),
+                           started=started, **opts))
+with tab_examples:
+    pos = st.text_area("Positive example ids (one per line)", "\n".join(map(str, handoff_ids)), key="search_pos")
+    neg = st.text_area("Negative example ids (one per line)", key="search_neg")
+    pos_upload = st.file_uploader("Or a positive example image", key="search_pos_upload")
+    if st.button("Recommend", key="search_recommend"):
+        def query():
+            extra = [image_query_vector(get_model(), pos_upload.getvalue(), max_bytes,
+                                        settings.get("ATLAS_MAX_IMAGE_PIXELS"))] if pos_upload else []
+            return recommend(ctx.store, s.name, [parse_point_id(x) for x in pos.splitlines() if x.strip()],
+                             [parse_point_id(x) for x in neg.splitlines() if x.strip()], positive_vectors=extra,
+                             using=vector, k=int(k), filter=filt)
+        run(query)
+
+held = st.session_state.get("search_result")
+if not held or held[0] != s.name:
+    st.stop()
+result = held[1]
+if not result.hits:
+    st.warning("No result: the label filter or the minimum score matches nothing. Loosen them and search again.")
+    st.stop()
+st.caption(f"{len(result.hits)} results · Qdrant query {result.milliseconds:.1f} ms · "
+           f"end to end {result.total_milliseconds:.0f} ms")
+cols = st.columns(6)
+for i, hit in enumerate(result.hits):
+    with cols[i % 6]:
+        st.image(thumb(hit.payload, ctx, 128), width=128)
+        label = hit.payload.get(ctx.label_field) if ctx.label_field else None
+        st.text(f"{hit.score:.3f}  {label if label is not None else ''}\n{hit.payload.get('file_name', '')}")
+table = pd.DataFrame(hits_table(result.hits, ctx.label_field))
+with st.expander("Results as a table"):
+    st.dataframe(table, hide_index=True, width="stretch")
+st.download_button("Export results (CSV)", table.to_csv(index=False), f"{s.name}-results.csv", "text/csv",
+                   key="search_export")
+
+req = st.session_state.get("explore_request")
+if req and req["collection"] == s.name:
+    shown = compute_map(ctx.store, s.name, req["params"], vector=req["vector"], filter=req["filter"],
+                        max_points=req["max_points"], cache=array_cache(), cached_only=True)
+    if shown is not None:
+        wanted = {h.id for h in result.hits}
+        rows = [i for i, pid in enumerate(shown.points.ids) if pid in wanted]
+        values = [p.get(ctx.label_field) if ctx.label_field else None for p in shown.points.payloads]
+        mf = map_figure(shown.coords, group_names(values), [p.get("file_name", "") for p in shown.points.payloads],
+                        shown.points.ids, highlight={"search results": rows}, height=450)
+        st.plotly_chart(mf.figure, key="search_map")

@@ -162,6 +162,43 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from .search import (SearchError, image_query_vector, model_for, parse_point_id, point_vector, search,
+                         hits_table, text_query_vector)
+
+    started = time.perf_counter()
+    filt = {args.label_field: args.label} if args.label else None
+    with _store(args) as store:
+        spec = store.collection_info(args.collection).vector(args.vector or None)
+        if args.point is not None:
+            vec = point_vector(store, args.collection, parse_point_id(args.point), spec.name)
+        else:
+            model = model_for(spec.name, settings.get("ATLAS_CLIP_WEIGHTS"), settings.get("ATLAS_DEVICE"),
+                              settings.get("ATLAS_CPU_BF16"))
+            if args.text is not None:
+                vec = text_query_vector(model, args.text)
+            else:
+                path = Path(args.image)
+                if not path.is_file():
+                    raise SearchError(f"Image file {path} does not exist.")
+                vec = image_query_vector(model, path.read_bytes(), settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6,
+                                         settings.get("ATLAS_MAX_IMAGE_PIXELS"))
+        result = search(store, args.collection, vec, using=spec.name, k=args.k, filter=filt, hnsw_ef=args.hnsw_ef,
+                        exact=args.exact, min_score=args.min_score, started=started)
+    rows = hits_table(result.hits, args.label_field)
+    if args.json:
+        print(json.dumps({"collection": args.collection, "query_ms": round(result.milliseconds, 2),
+                          "total_ms": round(result.total_milliseconds, 1), "hits": rows}, indent=2, ensure_ascii=False))
+        return 0
+    for r in rows:
+        print(f"{r['rank']:>3}  {r['score']:.4f}  {r['label']}  {r['file_name'] or ''}  {r['id']}")
+    print(f"{len(rows)} results; query {result.milliseconds:.1f} ms, total {result.total_milliseconds:.0f} ms")
+    return 0
+
+
 def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
     out = []
     for info in store.list_collections():
@@ -253,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-field", default="label")
     p.set_defaults(fn=cmd_relabel)
 
+    p = sub.add_parser("search", parents=[common], help="similar images by image, text or point")
+    p.add_argument("--collection", required=True)
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--image", help="query image file")
+    q.add_argument("--text", help="text query (models with a text encoder: clip-vit-b-32)")
+    q.add_argument("--point", help="id of a point in the collection: more like this")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--label", action="append", help="only results with this label (repeatable)")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--vector", default="", help="vector name, for collections with several")
+    p.add_argument("--hnsw-ef", type=int, default=None, help="HNSW search breadth (higher: more exact, slower)")
+    p.add_argument("--exact", action="store_true", help="exact (brute-force) search")
+    p.add_argument("--min-score", type=float, default=None, help="drop results below this cosine similarity")
+    p.set_defaults(fn=cmd_search)
+
     p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
     p.add_argument("--label-field", default="label", help="payload field that holds the label")
     p.set_defaults(fn=cmd_collections)
@@ -262,12 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .ingest import IngestError
     from .models import ModelError
+    from .search import SearchError
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (IngestError, ModelError, StoreError, ValueError, LookupError) as exc:
+    except (IngestError, ModelError, SearchError, StoreError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

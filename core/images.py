@@ -11,6 +11,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 
+try:  # HEIC/HEIF (iPhone photos) where the optional pillow-heif package is installed
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:
+    pass
+
 # Our own pixel limit is checked before decoding; Pillow's is lifted so it does not fire first with its own wording.
 Image.MAX_IMAGE_PIXELS = None
 

@@ -47,8 +47,10 @@ def shared_knn(points: PointSet, vectors: np.ndarray, k: int, cache: ArrayCache 
 
 def compute_map(store: Store, collection: str, params: ProjectionParams = UmapParams(), vector: str | None = None,
                 filter: Filter | None = None, max_points: int | None = None, cache: ArrayCache | None = None,
-                progress: Progress | None = None, points: PointSet | None = None) -> MapResult:
-    """Coordinates for the collection's points (matching `filter`, sampled to `max_points`)."""
+                progress: Progress | None = None, points: PointSet | None = None,
+                cached_only: bool = False) -> MapResult | None:
+    """Coordinates for the collection's points (matching `filter`, sampled to `max_points`). With cached_only,
+    None unless the map is already cached."""
     started = time.perf_counter()
     say = progress or (lambda _w, _f: None)
     say("reading points", 0.0)
@@ -58,6 +60,8 @@ def compute_map(store: Store, collection: str, params: ProjectionParams = UmapPa
     if hit is not None:
         return MapResult(pts, hit["coords"], str(hit["method"]), asdict(params),
                          [str(n) for n in hit["notes"]], True, time.perf_counter() - started)
+    if cached_only:
+        return None
     say("reading vectors", 0.02)
     vectors = load_vectors(store, pts, filter)
     knn = None

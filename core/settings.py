@@ -44,6 +44,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_UNKNOWN_LABELS", "unknown,unlabeled,unlabelled,none,?", "Label values that mean 'no label': "
             "such points are not scored by the audit but get a suggested label (comma-separated)."),
     Setting("ATLAS_USER", "", "Name recorded in label_history for relabels (empty: the login name)."),
+    Setting("ATLAS_MAX_UPLOAD_MB", 20, "Largest image accepted as a search query upload, in MB."),
     Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, numba's compiled code, and remembered image folders."),
 )
 

@@ -57,7 +57,7 @@ def test_collections_page_shows_counts(app_env):
 
 def test_placeholder_pages_say_they_are_not_built(app_env):
     at = _app().run()
-    for page in PAGES[4:]:
+    for page in PAGES[5:]:
         at.switch_page(page).run()
         assert any("not built yet" in i.value for i in at.info)
 
@@ -171,3 +171,34 @@ def test_audit_page_flags_the_mislabel_and_accepting_fixes_it(audit_env):
     payload = store.retrieve("colors", [point_id("blue/odd.png")]).payloads[0]
     assert payload["label"] == "red" and payload["label_original"] == "blue"
     assert payload["label_history"][-1]["new"] == "red"
+
+
+def test_search_page_upload_shows_results(app_env, tmp_path):
+    # app_env's collection uses the test embedder; an effnet collection makes the upload path real
+    folder = app_env / "fruit"
+    at = _app().run()
+    at.switch_page("app_pages/ingest.py").run()
+    at.text_input(key="ingest_folder").set_value(str(folder))
+    at.text_input(key="ingest_collection").set_value("fruits_effnet")
+    at.selectbox(key="ingest_model").set_value("effnet-lite0")
+    at.button[0].click().run()
+    at.run()  # the sidebar lists the new collection from the next run on
+    at.sidebar.selectbox(key="collection").set_value("fruits_effnet")
+    at.switch_page("app_pages/search.py").run()
+    assert not at.exception, at.exception
+    assert any("no text encoder" in i.value for i in at.info)
+    query = (folder / "apple" / "2.png").read_bytes()
+    at.get("file_uploader")[0].set_value(("2.png", query, "image/png")).run()
+    [b for b in at.button if b.label == "Search by image"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("results" in c.value and "ms" in c.value for c in at.caption)
+    assert at.text[0].value.startswith("1.000")  # the same image is the first result
+
+
+def test_search_page_bad_upload_is_explained(app_env):
+    at = _app().run()
+    at.switch_page("app_pages/search.py").run()
+    at.get("file_uploader")[0].set_value(("x.png", b"not an image", "image/png")).run()
+    [b for b in at.button if b.label == "Search by image"][0].click().run()
+    assert not at.exception
+    assert any("test-color" in e.value or "cannot be used" in e.value for e in at.error)

@@ -215,3 +215,13 @@ def test_embedded_vectors_survive_reopen_and_mixed_ids(tmp_path):
     assert set(got) == {7, "6f1c9a52-8a5e-4d4b-9a53-5d0c2f0e7a11", 9, 10}
     np.testing.assert_allclose(got[9], vecs[2], atol=1e-5)
     s.close()
+
+
+def test_recommend_moves_towards_positives_and_away_from_negatives(store):
+    store.create_collection("r", {"m": 4})
+    vecs = np.array([[1, 0, 0, 0], [0.9, 0.1, 0, 0], [0, 1, 0, 0], [0, 0.9, 0.1, 0], [0, 0, 1, 0]], np.float32)
+    store.upsert("r", [1, 2, 3, 4, 5], {"m": vecs}, [{"label": "x"}] * 5)
+    hits = store.recommend("r", [vecs[0]], [vecs[2]], k=2)
+    assert [h.id for h in hits] == [1, 2]
+    toward_b = store.recommend("r", [vecs[2]], k=2)
+    assert [h.id for h in toward_b] == [3, 4]

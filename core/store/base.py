@@ -112,6 +112,11 @@ class Store(ABC):
               score_threshold: float | None = None) -> list[Hit]: ...
 
     @abstractmethod
+    def recommend(self, name: str, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray] = (),
+                  using: str | None = None, k: int = 10, filter: Filter | None = None) -> list[Hit]:
+        """Qdrant's recommendation (best-score strategy): near the positive examples, away from the negative."""
+
+    @abstractmethod
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None: ...
 
     @abstractmethod

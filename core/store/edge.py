@@ -258,6 +258,16 @@ class EdgeStore(Store):
             params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact)))
         return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
 
+    def recommend(self, name: str, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray] = (),
+                  using: str | None = None, k: int = 10, filter: Filter | None = None) -> list[Hit]:
+        shard = self._shard(name)
+        vname = self._using(name, using)
+        query = qe.RecommendQuery([np.asarray(v, np.float32).tolist() for v in positives],
+                                  [np.asarray(v, np.float32).tolist() for v in negatives])
+        hits = shard.query(qe.QueryRequest(limit=int(k), query=qe.Query.RecommendBestScore(query, using=vname or None),
+                                           filter=_edge_filter(filter), with_payload=True))
+        return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
+
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
         self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), dict(payload)))
 

@@ -176,6 +176,17 @@ class ClientStore(Store):
                             search_params=models.SearchParams(hnsw_ef=hnsw_ef, exact=exact))
         return [Hit(p.id, float(p.score), p.payload or {}) for p in result.points]
 
+    def recommend(self, name: str, positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray] = (),
+                  using: str | None = None, k: int = 10, filter: Filter | None = None) -> list[Hit]:
+        vname = self._using(name, using)
+        query = models.RecommendQuery(recommend=models.RecommendInput(
+            positive=[np.asarray(v, np.float32).tolist() for v in positives],
+            negative=[np.asarray(v, np.float32).tolist() for v in negatives],
+            strategy=models.RecommendStrategy.BEST_SCORE))
+        result = self._call(self.client.query_points, name, query=query, using=vname or None, limit=int(k),
+                            query_filter=_client_filter(filter), with_payload=True)
+        return [Hit(p.id, float(p.score), p.payload or {}) for p in result.points]
+
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
         self._call(self.client.set_payload, name, payload=dict(payload), points=list(ids), wait=True)
 
