@@ -142,3 +142,17 @@ def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
     after = _draw_pca_map(page, url, demo)
     assert after[new_label] == before[new_label] + 1
     assert sum(after.values()) == sum(before.values()) == demo.images
+
+
+def test_search_by_uploaded_image_shows_a_gallery(demo_server, page):
+    url, demo = demo_server
+    query = next(demo.folder.glob("*/*.png"))
+    page.goto(f"{url}/search", wait_until="domcontentloaded")
+    page.locator("input[type=file]").first.wait_for(state="attached", timeout=120_000)
+    page.locator("input[type=file]").first.set_input_files(str(query))
+    page.get_by_role("button", name="Search by image").click()
+    page.get_by_text("Qdrant query").wait_for(timeout=120_000)
+    page.wait_for_function("Array.from(document.querySelectorAll('[data-testid=stImage] img'))"
+                           ".filter(i => i.complete && i.naturalWidth > 0).length >= 12", timeout=60_000)
+    assert page.get_by_text("1.000", exact=False).count() >= 1  # the uploaded file itself is in the collection
+    page.screenshot(path=str(ROOT / "docs" / "screenshot-search.png"))
