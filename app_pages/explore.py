@@ -28,8 +28,8 @@ with st.form("explore_form"):
     c1, c2, c3 = st.columns(3)
     vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="explore_vector",
                           format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
-if len(s.vectors) == 1:
-    c1.caption(f"Vector: {vector or '(unnamed)'} ({s.vectors[0].size}-d)")
+    if len(s.vectors) == 1:
+        c1.caption(f"Vector: {vector or '(unnamed)'} ({s.vectors[0].size}-d)")
     keys = s.payload_keys or ["(none)"]
     default_color = keys.index(ctx.label_field) if ctx.label_field in keys else 0
     color_by = c2.selectbox("Color by", keys, index=default_color, key="explore_color")
