@@ -1,3 +1,122 @@
-from ui.common import not_built
+import numpy as np
+import pandas as pd
+import streamlit as st
 
-not_built("Graph", "draw the k-nearest-neighbour graph of a sample, with edges between different labels highlighted.")
+from core.catalog import payload_text
+from core.graph import build_graph, graph_figure, neighbourhood_graph
+from core.maps import compute_map
+from core.points import load_points, load_vectors
+from core.search import parse_point_id
+from ui.common import thumb
+from ui.maps import array_cache
+
+st.title("Graph")
+ctx = st.session_state.get("ctx")
+if ctx is None or ctx.collection is None or ctx.summary is None:
+    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
+    st.stop()
+s = ctx.summary
+if not s.vectors or s.points < 2:
+    st.warning("The graph needs a collection with at least two points with vectors.")
+    st.stop()
+
+sources = ["A sample of the collection", "Around points (ids)"]
+suspects = st.session_state.get("audit_suspects")
+if suspects and suspects["collection"] == s.name and suspects["ids"]:
+    sources.append("Around the Audit page's label suspects")
+search = st.session_state.get("search_result")
+if search and search[0] == s.name and search[1].hits:
+    sources.append("Around the last search results")
+
+with st.form("graph_form"):
+    c1, c2, c3 = st.columns(3)
+    source = c1.selectbox("Start from", sources, key="graph_source")
+    sample = c2.number_input("Sample size", 10, 5000, min(1000, s.points), key="graph_sample")
+    k = c3.slider("Neighbours per node (k)", 1, 20, 5, key="graph_k")
+    d1, d2, d3 = st.columns(3)
+    ids_text = d1.text_input("Point ids (comma-separated)", key="graph_ids")
+    layout = d2.radio("Layout", ["force-directed", "Explore map coordinates"], key="graph_layout")
+    tree = d3.toggle("Minimum spanning tree instead of all kNN edges", key="graph_tree")
+    labels = st.multiselect("Only these labels", list(s.labels), key="graph_labels") if ctx.label_field else []
+    drawn = st.form_submit_button("Draw graph", type="primary")
+
+if drawn:
+    start: list = []
+    if source.startswith("Around points"):
+        start = [parse_point_id(x) for x in ids_text.split(",") if x.strip()]
+        if not start:
+            st.error("Give at least one point id, or start from a sample.")
+            st.stop()
+    elif source.startswith("Around the Audit"):
+        start = suspects["ids"][:20]
+    elif source.startswith("Around the last search"):
+        start = [h.id for h in search[1].hits[:20]]
+    st.session_state["graph_request"] = {"collection": s.name, "start": start, "sample": int(sample), "k": k,
+                                         "tree": tree, "layout": layout,
+                                         "filter": {ctx.label_field: labels} if labels else None}
+
+req = st.session_state.get("graph_request")
+if not req or req["collection"] != s.name:
+    st.info("Choose where to start and press **Draw graph**. Edges between different labels are drawn in red: "
+            "that is where label errors and confused classes show.")
+    st.stop()
+
+with st.spinner("Building the graph…"):
+    if req["start"]:
+        graph = neighbourhood_graph(ctx.store, s.name, req["start"], ctx.label_field, k=req["k"], tree=req["tree"])
+    else:
+        pts = load_points(ctx.store, s.name, filter=req["filter"], max_points=req["sample"])
+        if len(pts) < 2:
+            st.warning("Fewer than two points match: loosen the label filter.")
+            st.stop()
+        coords = None
+        if req["layout"] == "Explore map coordinates":
+            ex = st.session_state.get("explore_request")
+            shown = compute_map(ctx.store, s.name, ex["params"], vector=ex["vector"], filter=ex["filter"],
+                                max_points=ex["max_points"], cache=array_cache(), cached_only=True) \
+                if ex and ex["collection"] == s.name else None
+            if shown is None:
+                st.info("No map of this collection yet: draw one on the Explore page. Using the force layout.")
+            else:
+                row = {pid: i for i, pid in enumerate(shown.points.ids)}
+                keep = [i for i, pid in enumerate(pts.ids) if pid in row]
+                pts.ids, pts.payloads = [pts.ids[i] for i in keep], [pts.payloads[i] for i in keep]
+                coords = shown.coords[[row[pid] for pid in pts.ids]]
+        graph = build_graph(pts.ids, pts.payloads, load_vectors(ctx.store, pts, req["filter"]), ctx.label_field,
+                            k=req["k"], tree=req["tree"], layout="map" if coords is not None else "force",
+                            coords=coords)
+if graph.ids == []:
+    st.warning("None of the start points exist any more.")
+    st.stop()
+st.caption(f"{len(graph.ids):,} nodes · {len(graph.edges):,} edges · {int(graph.cross_label.sum()):,} join different "
+           f"labels · built in {graph.seconds:.2f} s")
+start_rows = [i for i, pid in enumerate(graph.ids) if pid in set(req["start"])]
+event = st.plotly_chart(graph_figure(graph, highlight=start_rows), key="graph_chart", on_select="rerun",
+                        selection_mode=("points",))
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+    getattr(getattr(event, "selection", None), "points", [])
+clicked = []
+for p in points:
+    cd = p.get("customdata")
+    if isinstance(cd, dict):
+        cd = next(iter(cd.values()), None)
+    if isinstance(cd, list):
+        cd = cd[0] if cd else None
+    if cd is not None:
+        clicked.append(int(cd))
+if not clicked:
+    st.caption("Click a node to see its image and payload.")
+    st.stop()
+r = clicked[0]
+left, right = st.columns([1, 3])
+with left:
+    st.image(thumb(graph.payloads[r], ctx, 192), width=192)
+with right:
+    st.text(f"id {graph.ids[r]}")
+    st.dataframe(pd.DataFrame({"field": list(graph.payloads[r]),
+                               "value": [payload_text(v) for v in graph.payloads[r].values()]}),
+                 hide_index=True, width="stretch")
+    if st.button("Expand its neighbours into the graph", key="graph_expand"):
+        req["start"] = list(dict.fromkeys(list(req["start"]) + [graph.ids[r]])) if req["start"] else \
+            [graph.ids[r]]
+        st.rerun()

@@ -55,13 +55,6 @@ def test_collections_page_shows_counts(app_env):
         str((app_env / "fruit").resolve())
 
 
-def test_placeholder_pages_say_they_are_not_built(app_env):
-    at = _app().run()
-    for page in PAGES[5:]:
-        at.switch_page(page).run()
-        assert any("not built yet" in i.value for i in at.info)
-
-
 def test_unreachable_server_is_named(app_env):
     at = _app().run()
     at.sidebar.radio(key="conn_mode").set_value("Server URL").run()
@@ -202,3 +195,20 @@ def test_search_page_bad_upload_is_explained(app_env):
     [b for b in at.button if b.label == "Search by image"][0].click().run()
     assert not at.exception
     assert any("test-color" in e.value or "cannot be used" in e.value for e in at.error)
+
+
+def test_graph_page_draws_and_shows_a_clicked_node(app_env):
+    at = _app().run()
+    at.switch_page("app_pages/graph.py").run()
+    assert not at.exception
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("nodes" in c.value and "edges" in c.value for c in at.caption)
+    at.session_state["graph_chart"] = {"selection": {"points": [{"curve_number": 1, "point_index": 0,
+                                                                 "customdata": {"0": 3}}]}}
+    at.run()
+    assert not at.exception, at.exception
+    assert any(t.value.startswith("id ") for t in at.text)
+    [b for b in at.button if b.label.startswith("Expand")][0].click().run()
+    assert not at.exception
+    assert len(at.session_state["graph_request"]["start"]) == 1  # now drawn around the clicked node

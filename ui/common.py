@@ -94,8 +94,3 @@ def gallery(payloads: list[dict], ctx: Context, label_field: str | None, columns
             label = payload.get(label_field) if label_field else None
             st.text(payload_text(label if label is not None else "(none)", 40) + "\n"
                     + payload_text(payload.get("file_name", ""), 40))
-
-
-def not_built(title: str, what: str) -> None:
-    st.title(title)
-    st.info(f"This page is not built yet. It will {what}")
