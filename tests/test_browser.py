@@ -156,3 +156,14 @@ def test_search_by_uploaded_image_shows_a_gallery(demo_server, page):
                            ".filter(i => i.complete && i.naturalWidth > 0).length >= 12", timeout=60_000)
     assert page.get_by_text("1.000", exact=False).count() >= 1  # the uploaded file itself is in the collection
     page.screenshot(path=str(ROOT / "docs" / "screenshot-search.png"))
+
+
+def test_graph_page_draws_the_knn_graph(demo_server, page):
+    url, demo = demo_server
+    page.goto(f"{url}/graph", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Draw graph").click()
+    page.get_by_text(f"{demo.images} nodes").wait_for(timeout=120_000)
+    counts = _trace_counts(page)
+    nodes = sum(v for name, v in counts.items() if not name.endswith("edges"))
+    assert nodes == demo.images and counts.get("same-label edges", 0) > 0
+    page.screenshot(path=str(ROOT / "docs" / "screenshot-graph.png"))
