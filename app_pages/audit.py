@@ -5,19 +5,13 @@ import streamlit as st
 from core import labels as label_ops
 from core.catalog import payload_text
 from ui.audit import audit_with_status, changed_ids, record, user
-from ui.common import thumb
+from ui.common import require_collection, thumb
 
 PER_PAGE = 10
 
 st.title("Audit")
-ctx = st.session_state.get("ctx")
-if ctx is None or ctx.collection is None or ctx.summary is None:
-    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
-    st.stop()
+ctx = require_collection("audit")
 s = ctx.summary
-if not s.vectors or s.points == 0:
-    st.warning("This collection has no points with vectors to audit.")
-    st.stop()
 
 with st.form("audit_form"):
     c1, c2, c3, c4 = st.columns(4)

@@ -6,23 +6,14 @@ from core.catalog import payload_text
 from core.exporting import selection_table
 from core.figures import group_names, map_figure
 from core.projection import params_from
-from ui.common import gallery
+from ui.common import gallery, require_collection
 from ui.maps import map_with_status
 
 PAGE_SIZE = 48
 
 st.title("Explore")
-ctx = st.session_state.get("ctx")
-if ctx is None or ctx.collection is None or ctx.summary is None:
-    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
-    st.stop()
+ctx = require_collection("map")
 s = ctx.summary
-if not s.vectors:
-    st.warning("This collection has no dense vectors, so there is nothing to map.")
-    st.stop()
-if s.points == 0:
-    st.info("This collection is empty: ingest images first.")
-    st.stop()
 
 with st.form("explore_form"):
     c1, c2, c3 = st.columns(3)

@@ -7,17 +7,14 @@ from core.graph import build_graph, graph_figure, neighbourhood_graph
 from core.maps import compute_map
 from core.points import load_points, load_vectors
 from core.search import parse_point_id
-from ui.common import thumb
+from ui.common import require_collection, thumb
 from ui.maps import array_cache
 
 st.title("Graph")
-ctx = st.session_state.get("ctx")
-if ctx is None or ctx.collection is None or ctx.summary is None:
-    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
-    st.stop()
+ctx = require_collection("draw")
 s = ctx.summary
-if not s.vectors or s.points < 2:
-    st.warning("The graph needs a collection with at least two points with vectors.")
+if s.points < 2:
+    st.warning("The graph needs at least two points.")
     st.stop()
 
 sources = ["A sample of the collection", "Around points (ids)"]

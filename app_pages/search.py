@@ -8,18 +8,12 @@ from core.figures import group_names, map_figure
 from core.maps import compute_map
 from core.search import (SearchError, hits_table, image_query_vector, model_for, parse_point_id, point_vector,
                          recommend, search, text_query_vector)
-from ui.common import thumb
+from ui.common import require_collection, thumb
 from ui.maps import array_cache
 
 st.title("Search")
-ctx = st.session_state.get("ctx")
-if ctx is None or ctx.collection is None or ctx.summary is None:
-    st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
-    st.stop()
+ctx = require_collection("search")
 s = ctx.summary
-if not s.vectors or s.points == 0:
-    st.warning("This collection has no points with vectors to search.")
-    st.stop()
 
 handoff = st.session_state.get("search_handoff")
 handoff_ids = handoff["ids"] if handoff and handoff.get("collection") == s.name else []

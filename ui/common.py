@@ -94,3 +94,15 @@ def gallery(payloads: list[dict], ctx: Context, label_field: str | None, columns
             label = payload.get(label_field) if label_field else None
             st.text(payload_text(label if label is not None else "(none)", 40) + "\n"
                     + payload_text(payload.get("file_name", ""), 40))
+
+
+def require_collection(purpose: str) -> Context:
+    """The page's context, or a message and a stop when there is no collection with points to work on."""
+    ctx = st.session_state.get("ctx")
+    if ctx is None or ctx.collection is None or ctx.summary is None:
+        st.info("Connect to Qdrant and pick a collection in the sidebar (or ingest one first).")
+        st.stop()
+    if not ctx.summary.vectors or ctx.summary.points == 0:
+        st.warning(f"This collection has no points with vectors to {purpose}: ingest images first.")
+        st.stop()
+    return ctx
