@@ -1,8 +1,6 @@
-import pandas as pd
 import streamlit as st
 
 from core import settings
-from core.catalog import payload_text
 from core.exporting import selection_table
 from core.figures import group_names, map_figure
 from core.projection import params_from

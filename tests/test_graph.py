@@ -6,7 +6,6 @@ from scipy.sparse import coo_matrix
 
 from core.graph import build_graph, cross_label_edges, graph_figure, knn_edges, neighbourhood_graph, spanning_tree
 from core.knn import knn_graph
-from core.store import open_store
 from tests.conftest import unit_rows
 
 

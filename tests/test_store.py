@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from core.store import CollectionNotFound, StoreError, StoreLocked, open_store
+from core.store import CollectionNotFound, StoreError, open_store
 from tests.conftest import ROOT, unit_rows
 
 
