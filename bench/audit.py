@@ -14,6 +14,9 @@ same embeddings, exact/near duplicates, and the time of a whole audit and of a r
    empty cache) <= 90 s, after warming numba's JIT (NN-descent is used above 20k points) on a small set. Then
    `core.labels.relabel` of one point, p50 of 20 calls <= 100 ms. A time goal missed while the machine is loaded
    is rerun (--retries) and the best attempt counts; every attempt and its load average is kept.
+   Also reported (info, not graded): the same audit on synthetic classes that overlap for the linear probe
+   (noise 0.3), since with bench/synthetic.py's defaults the probe separates the clusters perfectly at any spread
+   and so costs far less than on real embeddings.
 
     .venv/bin/python bench/audit.py            # full: 5k images, 70k synthetic  -> bench/results/audit.json
     .venv/bin/python bench/audit.py --quick    # smoke run: 1k images, 5k synthetic -> bench/results/audit-quick.json
@@ -64,7 +67,8 @@ QUALITY_GOALS = {"05": {"average_precision": 0.90, "f1": 0.75}, "10": {"average_
 AUDIT_GOAL_S = 90.0  # whole run_audit at 70k points
 RELABEL_GOAL_MS = 100.0  # p50 of one relabel at 70k points
 EXACT_PAIRS, NEAR_PAIRS = 20, 5
-SYN_CLUSTERS, SYN_SPREAD, SYN_FLIP = 10, 0.6, 0.05
+SYN_CLUSTERS, SYN_SPREAD, SYN_NOISE, SYN_FLIP = 10, 0.6, 0.02, 0.05  # noise: bench/synthetic.py default
+SYN_HARD_NOISE = 0.3  # classes overlap for the linear probe too (probe accuracy ~0.94 on clean labels)
 RELABEL_CALLS, RELABEL_WARMUP = 20, 2
 
 
@@ -221,7 +225,7 @@ def quality(planted: dict[str, Any], positions: np.ndarray, vectors: np.ndarray,
                     "ours": ours, "cleanlab_datalab": theirs, "knn10_vote": vote,
                     "anchor": {k.rsplit("_", 1)[0]: v for k, v in anchors.items()
                                if isinstance(v, dict) and k.endswith(f"_{int(level)}pct")},
-                    "goals": QUALITY_GOALS[level]})
+                    "goals": QUALITY_GOALS[level], "graded": len(ids) == len(planted["test_index"])})
     return out
 
 
@@ -285,72 +289,104 @@ def warm_jit() -> float:
     return time.perf_counter() - started
 
 
-def scale(n: int, tmp: Path, retries: int) -> dict[str, Any]:
-    vectors, clusters = clustered_vectors(n, clusters=SYN_CLUSTERS, spread=SYN_SPREAD, seed=0)
+def synthetic_set(n: int, noise: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vectors, given labels, true clusters): SYN_FLIP of the labels moved to another class, seed 0."""
+    vectors, clusters = clustered_vectors(n, clusters=SYN_CLUSTERS, spread=SYN_SPREAD, noise=noise, seed=0)
     rng = np.random.default_rng(0)
     labels = clusters.copy()
     flip = rng.choice(n, size=int(round(SYN_FLIP * n)), replace=False)
     labels[flip] = (labels[flip] + rng.integers(1, SYN_CLUSTERS, size=len(flip))) % SYN_CLUSTERS  # a different class
-    truth = labels != clusters
+    return vectors, labels, clusters
+
+
+def timed_audit(store: Store, name: str, ids: list[str], labels: np.ndarray, clusters: np.ndarray, retries: int,
+                what: str) -> dict[str, Any]:
+    """The whole run_audit (all checks), rerun while it misses the goal (up to `retries` times)."""
+    n = len(ids)
+    attempts = []
+    report = None
+    for attempt in range(1 + retries):
+        load_before = load()
+        say(f"{what}: run_audit(label, outlier, duplicate) on {n:,} points, attempt {attempt + 1} ...")
+        report, seconds, stages = staged_audit(store, name)
+        attempts.append({"seconds": round(seconds, 2), "stages": stages, "knn_method": report.knn.method,
+                         "loadavg_before": load_before, "loadavg_after": load()})
+        if seconds <= AUDIT_GOAL_S:
+            break
+    row_of = {pid: i for i, pid in enumerate(ids)}
+    order = np.array([row_of[pid] for pid in report.table["id"]])
+    score = np.empty(n)
+    flag = np.zeros(n, bool)
+    score[order] = report.table["label_score"].to_numpy(float)
+    flag[order] = report.table["is_label_issue"].to_numpy(bool)
+    probs = report.results["label"].extra["probabilities"]
+    classes = report.results["label"].extra["classes"]
+    true_class = np.array([classes.index(f"c{int(c)}") for c in clusters])
+    quality = {k: v for k, v in detection(flag, score, labels != clusters).items()
+               if k in ("flagged", "precision", "recall", "f1", "average_precision")}
+    quality["probe_accuracy_vs_true_class"] = round(float((probs.argmax(axis=1) == true_class[order]).mean()), 4)
+    agree = report.table["neighbour_agreement"].to_numpy(float)
+    return {"audit_attempts": attempts, "audit_s": min(a["seconds"] for a in attempts),
+            "best_attempt": min(attempts, key=lambda a: a["seconds"]), "label_quality": quality,
+            "knn_label_agreement": round(float(np.nanmean(agree)), 4),
+            "outliers_flagged": report.results["outlier"].summary["flagged"],
+            "duplicate_groups": report.results["duplicate"].summary["groups"]}
+
+
+def scale(n: int, tmp: Path, retries: int, hard: bool) -> dict[str, Any]:
+    vectors, labels, clusters = synthetic_set(n, SYN_NOISE)
     ids = ids_for("synthetic", n)
     payloads = [{"label": f"c{int(c)}", "sha1": f"syn-{i}"} for i, c in enumerate(labels)]
     r: dict[str, Any] = {"n": n, "dim": vectors.shape[1], "clusters": SYN_CLUSTERS, "spread": SYN_SPREAD,
-                         "flipped": int(truth.sum())}
+                         "noise": SYN_NOISE, "flipped": int((labels != clusters).sum())}
     say("warming numba JIT (pynndescent) on 3,000 points ...")
     r["jit_warmup_s"] = round(warm_jit(), 2)
     store = open_store(path=str(tmp / "synthetic"))
     try:
         say(f"upserting {n:,} synthetic vectors ...")
         r["upsert_s"] = round(upsert_all(store, "syn", ids, vectors, payloads, "m"), 2)
-        attempts = []
-        report = None
-        for attempt in range(1 + retries):
-            load_before = load()
-            say(f"run_audit(label, outlier, duplicate) on {n:,} points, attempt {attempt + 1} ...")
-            report, seconds, stages = staged_audit(store, "syn")
-            attempts.append({"seconds": round(seconds, 2), "stages": stages, "knn_method": report.knn.method,
-                             "loadavg_before": load_before, "loadavg_after": load()})
-            if seconds <= AUDIT_GOAL_S:
-                break
-        r["audit_attempts"] = attempts
-        r["audit_s"] = min(a["seconds"] for a in attempts)
-        row_of = {pid: i for i, pid in enumerate(ids)}
-        order = np.array([row_of[pid] for pid in report.table["id"]])
-        score = np.empty(n)
-        flag = np.zeros(n, bool)
-        score[order] = report.table["label_score"].to_numpy(float)
-        flag[order] = report.table["is_label_issue"].to_numpy(bool)
-        r["label_quality"] = {k: v for k, v in detection(flag, score, truth).items()
-                              if k in ("flagged", "precision", "recall", "f1", "average_precision")}
-        r["outliers_flagged"] = report.results["outlier"].summary["flagged"]
-        r["duplicate_groups"] = report.results["duplicate"].summary["groups"]
+        r.update(timed_audit(store, "syn", ids, labels, clusters, retries, "synthetic"))
+        rng = np.random.default_rng(1)
 
-        def relabel_p50() -> tuple[float, float, list[float]]:
+        def relabel_p50() -> tuple[float, float]:
             pick = rng.choice(n, size=RELABEL_WARMUP + RELABEL_CALLS, replace=False)
-            times = []
+            times, expected = [], {}
             for j, i in enumerate(pick):
-                new = f"c{(int(labels[i]) + 1) % SYN_CLUSTERS}"
+                current = store.retrieve("syn", [ids[i]]).payloads[0]["label"]
+                new = f"c{(int(current[1:]) + 1) % SYN_CLUSTERS}"
                 started = time.perf_counter()
                 changes = relabel(store, "syn", [ids[i]], new, by="bench")
                 if j >= RELABEL_WARMUP:
                     times.append((time.perf_counter() - started) * 1000)
                 assert len(changes) == 1 and changes[0].new_label == new
-            return float(np.percentile(times, 50)), float(np.max(times)), times
+                expected[ids[i]] = new
+            back = store.retrieve("syn", list(expected))  # the writes really landed
+            assert [p["label"] for p in back.payloads] == list(expected.values()), "relabel did not persist"
+            assert all(p["label_history"][-1]["new"] == p["label"] for p in back.payloads)
+            return float(np.percentile(times, 50)), float(np.max(times))
 
         tries = []
         for attempt in range(1 + retries):
             load_before = load()
             say(f"relabel x {RELABEL_CALLS} on {n:,} points, attempt {attempt + 1} ...")
-            p50, worst, _ = relabel_p50()
-            tries.append({"p50_ms": round(p50, 2), "max_ms": round(worst, 2), "loadavg_before": load_before})
+            p50, worst = relabel_p50()
+            tries.append({"p50_ms": round(p50, 3), "max_ms": round(worst, 3), "loadavg_before": load_before})
             if p50 <= RELABEL_GOAL_MS:
                 break
-        r["relabel_attempts"] = tries
-        r["relabel_p50_ms"] = min(t["p50_ms"] for t in tries)
-        r["relabel_max_ms"] = [t for t in tries if t["p50_ms"] == r["relabel_p50_ms"]][0]["max_ms"]
-        check = store.retrieve("syn", [ids[0]])
-        r["relabel_calls"] = RELABEL_CALLS
-        assert check.ids, "store lost a point"
+        best = min(tries, key=lambda t: t["p50_ms"])
+        r.update(relabel_attempts=tries, relabel_p50_ms=best["p50_ms"], relabel_max_ms=best["max_ms"],
+                 relabel_calls=RELABEL_CALLS)
+        if hard:
+            # bench/synthetic.py's cluster spread lives in one subspace shared by all clusters, so whatever the
+            # spread, a linear probe separates the clusters perfectly and converges in a few iterations. More
+            # isotropic noise makes the classes overlap for the probe too, which is what costs time on real data.
+            hv, hl, hc = synthetic_set(n, SYN_HARD_NOISE)
+            hids = ids_for("synthetic-hard", n)
+            hp = [{"label": f"c{int(c)}", "sha1": f"syn-hard-{i}"} for i, c in enumerate(hl)]
+            say(f"upserting {n:,} overlapping synthetic vectors ...")
+            upsert_all(store, "syn-hard", hids, hv, hp, "m")
+            r["overlapping"] = {"noise": SYN_HARD_NOISE, **timed_audit(store, "syn-hard", hids, hl, hc, retries,
+                                                                        "overlapping synthetic")}
     finally:
         store.close()
     return r
@@ -372,7 +408,8 @@ def quality_table(rows: list[dict[str, Any]]) -> str:
             if key == "ours":
                 g = q["goals"]
                 ok = m["average_precision"] >= g["average_precision"] and m["f1"] >= g["f1"]
-                goal, res = f"AP ≥ {g['average_precision']}, F1 ≥ {g['f1']}", verdict(ok)
+                goal = f"AP ≥ {g['average_precision']}, F1 ≥ {g['f1']}"
+                res = verdict(ok) if q["graded"] else "info (subset: goals are for all 5,000)"
             else:
                 goal, res = "—", "info"
             lines.append(f"| {q['noise']} | {name} | {m['flagged']} | {m['precision']:.3f} | {m['recall']:.3f} | "
@@ -387,6 +424,23 @@ def quality_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def audit_rows(lines: list[str], title: str, n: int, a: dict[str, Any], graded: bool) -> None:
+    goal = f"≤ {AUDIT_GOAL_S:g} s"
+    lines.append(f"| {title} | {n:,} | {a['audit_s']:.1f} s | {goal} | "
+                 f"{verdict(a['audit_s'] <= AUDIT_GOAL_S) if graded else 'info'} |")
+    best = a["best_attempt"]
+    for stage in ("reading_points", "reading_vectors", "kNN_graph", "label_check", "outlier_check",
+                  "duplicate_check"):
+        if stage in best["stages"]:
+            extra = f" ({best['knn_method']})" if stage == "kNN_graph" else ""
+            lines.append(f"| &nbsp;&nbsp;{stage.replace('_', ' ')}{extra} | {n:,} | {best['stages'][stage]:.1f} s "
+                         "| — | info |")
+    lq = a["label_quality"]
+    lines.append(f"| &nbsp;&nbsp;label check P / R / F1 / AP; probe accuracy; 10-NN label agreement | {n:,} | "
+                 f"{lq['precision']:.3f} / {lq['recall']:.3f} / {lq['f1']:.3f} / {lq['average_precision']:.3f}; "
+                 f"{lq['probe_accuracy_vs_true_class']:.3f}; {a['knn_label_agreement']:.3f} | — | info |")
+
+
 def other_table(dup: dict[str, Any], sc: dict[str, Any]) -> str:
     lines = ["| measurement | N | value | goal | result |", "|---|---:|---:|---|---|"]
     lines.append(f"| exact duplicate pairs found | {dup['n']:,} | {dup['exact_pairs_found']} of "
@@ -395,30 +449,25 @@ def other_table(dup: dict[str, Any], sc: dict[str, Any]) -> str:
                  f"{dup['near_pairs_found']} of {dup['near_pairs_planted']} | — | info |")
     lines.append(f"| duplicate groups without planted points | {dup['n']:,} | {dup['groups_without_planted_points']} "
                  f"| — | info |")
-    lines.append(f"| numba JIT warm-up (NN-descent, 3k points, untimed below) | 3,000 | {sc['jit_warmup_s']:.1f} s | — "
-                 f"| info |")
+    lines.append(f"| numba JIT warm-up (NN-descent, 3k points; not in the timings below) | 3,000 | "
+                 f"{sc['jit_warmup_s']:.1f} s | — | info |")
     lines.append(f"| upsert (embedded) | {sc['n']:,} | {sc['upsert_s']:.1f} s | — | info |")
-    best = min(sc["audit_attempts"], key=lambda a: a["seconds"])
-    st = best["stages"]
-    lines.append(f"| run_audit: label + outlier + duplicate, kNN included | {sc['n']:,} | {sc['audit_s']:.1f} s | "
-                 f"≤ {AUDIT_GOAL_S:g} s | {verdict(sc['audit_s'] <= AUDIT_GOAL_S)} |")
-    for stage in ("reading_points", "reading_vectors", "kNN_graph", "label_check", "outlier_check",
-                  "duplicate_check"):
-        if stage in st:
-            extra = f" ({best['knn_method']})" if stage == "kNN_graph" else ""
-            lines.append(f"| &nbsp;&nbsp;{stage.replace('_', ' ')}{extra} | {sc['n']:,} | {st[stage]:.1f} s | — | info |")
-    lq = sc["label_quality"]
-    lines.append(f"| synthetic label check: P / R / F1 / AP | {sc['n']:,} | {lq['precision']:.3f} / {lq['recall']:.3f}"
-                 f" / {lq['f1']:.3f} / {lq['average_precision']:.3f} | — | info |")
-    lines.append(f"| relabel one point, p50 of {sc['relabel_calls']} (max {sc['relabel_max_ms']:.0f} ms) | "
-                 f"{sc['n']:,} | {sc['relabel_p50_ms']:.1f} ms | ≤ {RELABEL_GOAL_MS:g} ms | "
+    audit_rows(lines, f"run_audit: label + outlier + duplicate, kNN included (spread {sc['spread']}, noise "
+                      f"{sc['noise']})", sc["n"], sc, True)
+    lines.append(f"| relabel one point, p50 of {sc['relabel_calls']} (max {sc['relabel_max_ms']:.2f} ms) | "
+                 f"{sc['n']:,} | {sc['relabel_p50_ms']:.2f} ms | ≤ {RELABEL_GOAL_MS:g} ms | "
                  f"{verdict(sc['relabel_p50_ms'] <= RELABEL_GOAL_MS)} |")
+    if "overlapping" in sc:
+        audit_rows(lines, f"run_audit, classes overlapping for the probe (noise {sc['overlapping']['noise']})",
+                   sc["n"], sc["overlapping"], False)
     return "\n".join(lines)
 
 
 def failures(qual: list[dict[str, Any]], dup: dict[str, Any], sc: dict[str, Any]) -> list[str]:
     failed = []
     for q in qual:
+        if not q["graded"]:
+            continue
         for metric, goal in q["goals"].items():
             if q["ours"][metric] < goal:
                 failed.append(f"{q['noise']} {metric} {q['ours'][metric]:.3f} < {goal}")
@@ -458,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=None, help="images of the 5k set to use (default all 5,000)")
     ap.add_argument("--synthetic-n", type=int, default=None, help="synthetic points for the timings (default 70,000)")
     ap.add_argument("--retries", type=int, default=1, help="reruns of a timing that misses its goal (default 1)")
+    ap.add_argument("--no-overlapping", action="store_true",
+                    help="skip the extra (info) audit timing on synthetic classes that overlap for the probe")
     ap.add_argument("--embeddings", type=Path, default=None,
                     help="an .npz to reuse the 5k embeddings from (written there when missing); default: embed")
     ap.add_argument("--planted", type=Path, default=PLANTED, help="the planted-noise JSON")
@@ -477,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         qual = quality(planted, positions, vectors, tmp)
         dup = duplicates(planted, positions, vectors, tmp)
-        sc = scale(n_syn, tmp, args.retries)
+        sc = scale(n_syn, tmp, args.retries, not args.no_overlapping)
 
     q_table, o_table = quality_table(qual), other_table(dup, sc)
     print(f"Label issues: Fashion-MNIST {len(positions):,} test images, {MODEL}, planted flips (seed 0)\n")
@@ -491,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(load_at_start),
         "settings": {"quick": args.quick, "images": len(positions), "model": MODEL, "embed_batch": EMBED_BATCH,
-                     "synthetic_n": n_syn, "synthetic_spread": SYN_SPREAD, "synthetic_flip": SYN_FLIP,
+                     "synthetic_n": n_syn, "synthetic_spread": SYN_SPREAD, "synthetic_noise": SYN_NOISE,
+                     "synthetic_flip": SYN_FLIP, "synthetic_overlapping_noise": SYN_HARD_NOISE,
                      "retries": args.retries, "planted": str(args.planted)},
         "embedding": {"seconds": round(embed_s, 2), "images_per_second": round(len(positions) / embed_s, 1)
                       if embed_s else None, **embed_info},

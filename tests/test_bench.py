@@ -27,3 +27,17 @@ def test_ingest_benchmark_runs(tmp_path):
     assert [r["path"][:3] for r in result["results"]] == ["(a)", "(b)", "(c)"]
     assert all(r["images_per_second"] > 0 for r in result["results"])
     assert "(c) pipeline" in out.stdout
+
+
+def test_search_benchmark_runs(tmp_path):
+    _run("search.py", "--out", str(tmp_path / "search.json"))
+    result = json.loads((tmp_path / "search.json").read_text())
+    [row] = result["results"]
+    assert row["query_p50_ms"] > 0 and 0 < row["recall_at_10"] <= 1 and row["image_p50_ms"] > 0
+
+
+def test_graph_benchmark_runs(tmp_path):
+    out = _run("graph.py", "--out", str(tmp_path / "graph.json"))
+    rows = json.loads((tmp_path / "graph.json").read_text())["results"]
+    assert [r["graph"] for r in rows] == ["kNN edges", "spanning tree"]
+    assert rows[1]["edges"] < rows[0]["edges"] and "| kNN edges |" in out.stdout
