@@ -18,7 +18,7 @@ with st.form("audit_form"):
     checks = c1.multiselect("Checks", ["label", "outlier", "duplicate"], ["label", "outlier", "duplicate"],
                             key="audit_checks")
     k = c2.slider("Neighbours (k)", 2, 50, 10, key="audit_k")
-    threshold = c3.slider("Flag labels below probability", 0.01, 0.5, 0.1, key="audit_threshold",
+    threshold = c3.slider("Flag labels below probability", 0.01, 0.5, 0.05, key="audit_threshold",
                           help="A label is flagged when a classifier that never saw the point gives it less than "
                                "this probability. The default flags about as many points as there are likely errors.")
     similarity = c4.slider("Near-duplicate similarity", 0.9, 1.0, 0.98, 0.005, key="audit_similarity")

@@ -39,9 +39,10 @@ import time
 import uuid
 import warnings
 from datetime import datetime, timezone
+from itertools import pairwise
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def staged_audit(store: Store, name: str, **kwargs: Any) -> tuple[Any, float, di
     seconds = time.perf_counter() - started
     assert not report.cached, "run_audit answered from its memory: the timing would be meaningless"
     stages = {}
-    for (what, t0), (_next, t1) in zip(marks, marks[1:]):
+    for (what, t0), (_next, t1) in pairwise(marks):
         stages[what.replace(" ", "_")] = round(t1 - t0, 3)
     return report, seconds, stages
 
@@ -294,7 +295,7 @@ def synthetic_set(n: int, noise: float) -> tuple[np.ndarray, np.ndarray, np.ndar
     vectors, clusters = clustered_vectors(n, clusters=SYN_CLUSTERS, spread=SYN_SPREAD, noise=noise, seed=0)
     rng = np.random.default_rng(0)
     labels = clusters.copy()
-    flip = rng.choice(n, size=int(round(SYN_FLIP * n)), replace=False)
+    flip = rng.choice(n, size=round(SYN_FLIP * n), replace=False)
     labels[flip] = (labels[flip] + rng.integers(1, SYN_CLUSTERS, size=len(flip))) % SYN_CLUSTERS  # a different class
     return vectors, labels, clusters
 

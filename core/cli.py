@@ -276,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.add_argument("--checks", default="label,outlier,duplicate", help="comma-separated: label,outlier,duplicate")
     p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
-    p.add_argument("--threshold", type=float, default=0.1,
-                   help="flag a label whose out-of-sample probability is below this (default 0.1)")
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="flag a label whose out-of-sample probability is below this (default 0.05)")
     p.add_argument("--label-field", default="label")
     p.add_argument("--out", default="", help="CSV of the flagged points with every check's scores")
     p.set_defaults(fn=cmd_audit)

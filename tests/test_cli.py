@@ -60,7 +60,8 @@ def test_audit_and_relabel_commands(tmp_path):
         s.upsert("c", list(range(1, 46)), {"m": x}, [{"label": lab} for lab in labels])
     common = ["--store-path", str(tmp_path / "q"), "--json"]
     env = {"ATLAS_CACHE_DIR": str(tmp_path / "cache")}
-    out = _run("audit", "--collection", "c", "--out", str(tmp_path / "s.csv"), *common, env_extra=env)
+    out = _run("audit", "--collection", "c", "--threshold", "0.3", "--out", str(tmp_path / "s.csv"), *common,
+               env_extra=env)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["checks"]["label"]["flagged"] >= 1

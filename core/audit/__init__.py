@@ -58,7 +58,7 @@ def _label_state(points: PointSet, label_field: str | None) -> str:
 
 
 def run_audit(store: Store, collection: str, label_field: str | None = "label", checks: Sequence[str] = CHECKS,
-              k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float = 0.1,
+              k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float = 0.05,
               duplicate_similarity: float = 0.98, unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
               max_points: int | None = None, cache: ArrayCache | None = None,
               progress: Progress | None = None) -> AuditReport:
