@@ -56,7 +56,10 @@ def demo_server(tmp_path_factory):
         raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
     yield url, demo
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +136,11 @@ def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
     url, demo = demo_server
     before = _draw_pca_map(page, url, demo)
     page.goto(f"{url}/audit", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
+    threshold = page.get_by_role("slider").nth(1)  # k, threshold, similarity: 80 images give soft probabilities
+    threshold.focus()
+    for _ in range(25):  # 0.05 -> 0.30 in steps of 0.01
+        threshold.press("ArrowRight")
     page.get_by_role("button", name="Run audit").click()
     accept = page.get_by_role("button", name="Accept '").first
     accept.wait_for(timeout=180_000)
