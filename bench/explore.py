@@ -14,7 +14,7 @@ Goals (issue):
 numba compiles UMAP's and NN-descent's kernels on first use; both our path and umap-learn's are run once on a small
 set first, so every UMAP time here is warm-JIT.
 
-    .venv/bin/python bench/explore.py            # full: 70k map, 100k figure, browser at 70k and 100k (~10 min)
+    .venv/bin/python bench/explore.py            # full: 70k map, 100k figure, browser at 70k and 100k (4-8 min)
     .venv/bin/python bench/explore.py --quick    # smoke run: 3,000 points everywhere
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import subprocess
@@ -552,7 +551,7 @@ def bench_thumbnails(folder: Path, rel_paths: list[str], workdir: Path) -> dict[
         cache = workdir / f"thumbs-{name}"
         payloads = [{"path": p} for p in paths]
 
-        def run(cache_dir: Path | None) -> int:
+        def run(cache_dir: Path | None, root: Path = root, payloads: list[dict] = payloads) -> int:
             return sum(thumbnail(p, root, size=THUMB_SIZE, cache_dir=cache_dir) is not None for p in payloads)
 
         r[f"{name}_cold_s"], ok = timed(lambda: run(cache))
@@ -642,7 +641,6 @@ def main(argv: list[str] | None = None) -> int:
                                                       not args.no_anchor))
         m["build_store_s"] = build_s
         results["map"] = m
-        del x
         goals.append(goal(f"UMAP map, cold, incl. kNN ({args.n:,} pts)", m["umap_cold_s"], 60.0, "s",
                           others=m["umap_cold_cpu"]["others_share"]))
         goals.append(goal(f"PCA map ({args.n:,} pts)", m["pca_s"], 2.0, "s", others=m["pca_cpu"]["others_share"]))
@@ -689,8 +687,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc_runs.append((tmp / "qdrant-b", tmp / "cache-b", coords_b))
             results["browser"] = []
             for store_path, cache_root, coords in proc_runs:
-                b = section(f"browser-{len(coords)}",
-                            lambda: bench_browser(store_path, cache_root, coords, args.lasso_points, tmp))
+                b = section(f"browser-{len(coords)}", lambda s=store_path, c=cache_root, xy=coords:
+                            bench_browser(s, c, xy, args.lasso_points, tmp))
                 results["browser"].append(b)
                 n = b["n"]
                 if args.shots:
@@ -708,7 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                 pa = b["plotly_alone"]
                 info.append((f"plotly.js alone, blank page: load plotly.min.js / newPlot / newPlot warm ({n:,} pts)",
                              f"{pa['plotly_js_load_s']:.2f} / {pa['newplot_first_s']:.2f} / "
-                             f"{pa['newplot_warm_s']:.2f} s (figure frame {s1['largest_frame_received'] / 1e6:.2f} MB)"))
+                             f"{pa['newplot_warm_s']:.2f} s "
+                             f"(figure frame {s1['largest_frame_received'] / 1e6:.2f} MB)"))
                 for session in ("first", "second"):
                     la = b[f"{session}_lasso"]
                     if session == "first" or n == max(args.n, args.lasso_n):
@@ -744,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(load_at_start),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "shots")} | {"browser": browser, "dim": DIM},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "shots")}
+        | {"browser": browser, "dim": DIM},
         "notes": [note], "loadavg": loads, "runtime_s": runtime, "goals": goals, "results": results,
         "failed": failed, "table": report}, indent=2, default=float) + "\n")
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
