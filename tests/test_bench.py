@@ -41,3 +41,16 @@ def test_graph_benchmark_runs(tmp_path):
     rows = json.loads((tmp_path / "graph.json").read_text())["results"]
     assert [r["graph"] for r in rows] == ["kNN edges", "spanning tree"]
     assert rows[1]["edges"] < rows[0]["edges"] and "| kNN edges |" in out.stdout
+
+
+def test_audit_benchmark_runs(tmp_path):
+    out = _run("audit.py", "--out", str(tmp_path / "audit.json"))
+    result = json.loads((tmp_path / "audit.json").read_text())
+    assert result["duplicates"]["exact_pairs_found"] == result["duplicates"]["exact_pairs_planted"] > 0
+    assert "| 5% | ours" in out.stdout and "cleanlab" in out.stdout
+
+
+def test_explore_benchmark_runs(tmp_path):
+    _run("explore.py", "--no-browser", "--out", str(tmp_path / "explore.json"))
+    result = json.loads((tmp_path / "explore.json").read_text())
+    assert result["results"]["map"]["umap_cold_s"] > 0 and result["results"]["figure"]
