@@ -31,7 +31,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -40,7 +39,6 @@ import uuid
 import warnings
 from datetime import datetime, timezone
 from itertools import pairwise
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +54,7 @@ from core.audit import run_audit  # noqa: E402
 from core.cache import ArrayCache  # noqa: E402
 from core.labels import relabel  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
+from machine import machine_info  # noqa: E402
 from synthetic import clustered_vectors  # noqa: E402
 
 PLANTED = Path("/work/shared/bench/fmnist5k_planted_noise.json")
@@ -482,17 +481,8 @@ def failures(qual: list[dict[str, Any]], dup: dict[str, Any], sc: dict[str, Any]
 
 
 def machine(load_at_start: list[float]) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    versions = {}
-    for pkg in ("numpy", "scikit-learn", "cleanlab", "pynndescent", "numba", "faiss-cpu", "torch", "qdrant-edge-py"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "packages": versions,
-            "loadavg_at_start": load_at_start, "loadavg_at_end": load()}  # other work skews the timings
+    return machine_info(("numpy", "scikit-learn", "cleanlab", "pynndescent", "numba", "faiss-cpu", "torch",
+                         "qdrant-edge-py"), load_at_start, loadavg_at_end=load())
 
 
 def _plain(o: Any) -> Any:

@@ -30,14 +30,12 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -51,6 +49,7 @@ from PIL import Image  # noqa: E402
 from core import models, settings  # noqa: E402
 from core.datasets import FASHION_CLASSES, fashion_mnist_available, load_fashion_mnist  # noqa: E402
 from core.search import image_query_vector, search  # noqa: E402
+from machine import machine_info  # noqa: E402
 from core.store import Filter, PointId, Store, open_store  # noqa: E402
 
 from bench.synthetic import clustered_vectors  # noqa: E402
@@ -275,23 +274,10 @@ def table(r: dict[str, Any]) -> str:
 
 
 def machine(load_at_start: list[float]) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    versions = {}
-    for pkg in ("qdrant-edge-py", "numpy", "torch", "pillow"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        import torch
+    import torch
 
-        threads = torch.get_num_threads()
-    except ImportError:
-        threads = None
-    return {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "packages": versions, "torch_threads": threads,
-            "loadavg_at_start": load_at_start}  # other work on a shared machine skews the timings
+    return machine_info(("qdrant-edge-py", "numpy", "torch", "pillow"), load_at_start,
+                        torch_threads=torch.get_num_threads())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -23,7 +22,6 @@ import time
 import uuid
 import warnings
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: `core` lives at the repo root
 
 from core.store import Filter, PointId, Store, open_store  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 DIM = 512
 CLUSTERS = 100
@@ -171,17 +170,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def machine(load_at_start: list[float]) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    versions = {}
-    for pkg in ("qdrant-edge-py", "qdrant-client", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "packages": versions,
-            "loadavg_at_start": load_at_start}  # other work on a shared machine skews the timings
+    return machine_info(("qdrant-edge-py", "qdrant-client", "numpy"), load_at_start)
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _history(payload: dict[str, Any], old: Any, new: Any, at: str, by: str, action: str) -> list[dict[str, Any]]:
+    """The point's label_history with one more entry (a copy: the payload read from Qdrant stays as it was)."""
+    return [*(payload.get("label_history") or []), {"old": old, "new": new, "at": at, "by": by, "action": action}]
+
+
 def relabel(store: Store, collection: str, ids: Sequence[PointId], new_label: Any, by: str,
             label_field: str = "label", action: str = "relabel") -> list[Change]:
     """Set the label of each point; returns the changes (missing points are skipped: they were deleted)."""
@@ -58,9 +63,8 @@ def relabel(store: Store, collection: str, ids: Sequence[PointId], new_label: An
         for pid, payload in zip(current.ids, current.payloads):
             old = payload.get(label_field)
             at = _now()
-            history = list(payload.get("label_history") or [])
-            history.append({"old": old, "new": new_label, "at": at, "by": by, "action": action})
-            update: dict[str, Any] = {label_field: new_label, "label_history": history, "reviewed": True}
+            update: dict[str, Any] = {label_field: new_label, "reviewed": True,
+                                      "label_history": _history(payload, old, new_label, at, by, action)}
             if "label_original" not in payload:
                 update["label_original"] = old
             store.set_payload(collection, [pid], update)
@@ -76,10 +80,8 @@ def confirm(store: Store, collection: str, ids: Sequence[PointId], by: str, labe
         for pid, payload in zip(current.ids, current.payloads):
             label = payload.get(label_field)
             at = _now()
-            history = list(payload.get("label_history") or [])
-            history.append({"old": label, "new": label, "at": at, "by": by, "action": "confirm"})
             store.set_payload(collection, [pid], {"reviewed": True, "label_confirmed": label,
-                                                  "label_history": history})
+                                                  "label_history": _history(payload, label, label, at, by, "confirm")})
             changes.append(Change(collection, pid, "confirm", label, label, at, by))
     return changes
 
@@ -113,10 +115,7 @@ def undo(store: Store, changes: Sequence[Change], by: str, label_field: str = "l
             if not current.ids:
                 continue  # deleted meanwhile: nothing to revert
             payload = current.payloads[0]
-            history = list(payload.get("label_history") or [])
-            at = _now()
-            history.append({"old": payload.get(label_field), "new": change.old_label, "at": at, "by": by,
-                            "action": f"undo {change.action}"})
+            history = _history(payload, payload.get(label_field), change.old_label, _now(), by, f"undo {change.action}")
             update: dict[str, Any] = {label_field: change.old_label, "label_history": history}
             if change.action == "confirm":
                 update["label_confirmed"] = None
