@@ -1,7 +1,7 @@
 """Benchmark of the label audit (core/audit): label-issue quality against planted noise, cleanlab's Datalab on the
 same embeddings, exact/near duplicates, and the time of a whole audit and of a relabel at 70,000 points.
 
-1. Quality: the 5,000 Fashion-MNIST test images of /work/shared/bench/fmnist5k_planted_noise.json (500 per class),
+1. Quality: the 5,000 Fashion-MNIST test images of ../shared/bench/fmnist5k_planted_noise.json (500 per class),
    embedded with effnet-lite0 (product defaults), labels flipped at 5% and, separately, 10% (the JSON's arrays,
    seed 0). For each level the vectors go into a fresh embedded store and `run_audit(checks=["label"])` runs; its
    flagged set and label score are compared with the planted flips (precision, recall, F1, average precision of
@@ -57,7 +57,9 @@ from core.store import Store, open_store  # noqa: E402
 from machine import machine_info  # noqa: E402
 from synthetic import clustered_vectors  # noqa: E402
 
-PLANTED = Path("/work/shared/bench/fmnist5k_planted_noise.json")
+# the shared benchmark set sits next to the project checkout; --planted or ATLAS_PLANTED_JSON point elsewhere
+PLANTED = Path(os.environ.get("ATLAS_PLANTED_JSON") or
+               Path(__file__).resolve().parents[2] / "shared" / "bench" / "fmnist5k_planted_noise.json")
 MODEL = "effnet-lite0"
 EMBED_BATCH = 64
 UPSERT_BATCH = 1000
@@ -512,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     n_syn = args.synthetic_n or (5_000 if args.quick else 70_000)
     out = args.out or ROOT / "bench" / "results" / ("audit-quick.json" if args.quick else "audit.json")
 
+    if not args.planted.is_file():
+        print(f"error: the planted-noise set {args.planted} is missing. It lives in the project's shared folder "
+              "(../shared/bench/fmnist5k_planted_noise.json next to the checkout); pass its path with --planted "
+              "or ATLAS_PLANTED_JSON.", file=sys.stderr)
+        return 1
     planted = json.loads(args.planted.read_text())
     positions = np.arange(min(n_images, len(planted["test_index"])))  # rows of the 5k set (classes interleaved)
     vectors, embed_s, embed_info = embed_fmnist(positions, np.asarray(planted["test_index"]), args.embeddings)

@@ -53,6 +53,7 @@ from core.maps import SHARED_K, compute_map  # noqa: E402
 from core.points import load_points  # noqa: E402
 from core.projection import PcaParams, UmapParams, project  # noqa: E402
 from core.store import open_store  # noqa: E402
+from machine import machine_info  # noqa: E402
 from core.thumbnails import remember_root, thumbnail  # noqa: E402
 
 from bench.synthetic import clustered_vectors  # noqa: E402
@@ -582,17 +583,8 @@ def table(goals: list[Goal], info: list[tuple[str, str]]) -> str:
 
 
 def machine(load_at_start: list[float]) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    versions = {}
-    for pkg in ("numpy", "umap-learn", "pynndescent", "numba", "faiss-cpu", "scikit-learn", "plotly", "streamlit",
-                "playwright", "qdrant-edge-py"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-            "python": platform.python_version(), "packages": versions, "loadavg_at_start": load_at_start}
+    return machine_info(("numpy", "umap-learn", "pynndescent", "numba", "faiss-cpu", "scikit-learn", "plotly",
+                         "streamlit", "playwright", "qdrant-edge-py"), load_at_start)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from core import datasets, settings  # noqa: E402
 from core.ingest import ingest, point_id  # noqa: E402
 from core.models import Embedder, load_by_name  # noqa: E402
 from core.store import open_store  # noqa: E402
+from machine import cpu_flags, cpu_model  # noqa: E402
 
 CEILING_GOAL = 0.90  # (c) must reach this share of (a)
 TUTORIAL_GOAL = 2.0  # (c) must be this many times (b)
@@ -130,7 +131,7 @@ def machine_info(model: Embedder) -> dict[str, object]:
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
-        "device": model.device}
+        "device": model.device, "cpu": cpu_model(), "cpu_flags": cpu_flags()}
     if model.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(model.device)
     return info

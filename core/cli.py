@@ -228,6 +228,20 @@ def cmd_collections(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_warmup(args: argparse.Namespace) -> int:
+    from .warmup import cache_dir, warm_up
+
+    def say(what: str) -> None:
+        if not args.quiet:
+            print(f"compiling: {what}", file=sys.stderr)
+
+    seconds = warm_up(say, force=args.force)
+    if not args.quiet or seconds:
+        print(f"map code compiled into {cache_dir()} in {seconds:.0f} s" if seconds else
+              f"map code already compiled in {cache_dir()}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Image Atlas command line.")
     common = argparse.ArgumentParser(add_help=False)
@@ -308,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("collections", parents=[common], help="list collections: points, model, vectors, labels")
     p.add_argument("--label-field", default="label", help="payload field that holds the label")
     p.set_defaults(fn=cmd_collections)
+
+    p = sub.add_parser("warmup", help="compile the map code (UMAP, NN-descent) ahead, so the first map is fast")
+    p.add_argument("--force", action="store_true", help="compile again even when already done")
+    p.add_argument("--quiet", action="store_true", help="print only when it compiled something")
+    p.set_defaults(fn=cmd_warmup)
     return parser
 
 

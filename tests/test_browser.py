@@ -1,7 +1,6 @@
 """A real browser against a real `streamlit run`: headless Chromium (Debian's) driven by Playwright."""
 import csv
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,10 +16,7 @@ from core.ingest import ingest
 from core.store import open_store
 from tests.conftest import ROOT
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = ROOT / "docs" / "screenshot-collections.png"
+from scripts.check_pages import CHROMIUM, check, launch
 
 
 def _free_port() -> int:
@@ -54,7 +50,7 @@ def demo_server(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
-    yield url, demo
+    yield url, demo, tmp
     proc.terminate()
     try:
         proc.wait(10)
@@ -67,14 +63,14 @@ def page(demo_server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1400, "height": 1250})
         yield pg
         browser.close()
 
 
 def test_collections_page_shows_demo_label_counts(demo_server, page):
-    url, demo = demo_server
+    url, demo, _ = demo_server
     with open(demo.ground_truth, newline="") as f:
         expected = Counter(row["given_label"] for row in csv.DictReader(f))
     page.goto(url, wait_until="domcontentloaded")
@@ -84,14 +80,21 @@ def test_collections_page_shows_demo_label_counts(demo_server, page):
     assert page.get_by_text("Connected: embedded Qdrant").count() == 1
     # thumbnails are real images served by Streamlit, not placeholders
     page.wait_for_function("document.querySelectorAll('img').length >= 20", timeout=30_000)
-    time.sleep(1.0)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=False)
-    assert SCREENSHOT.stat().st_size > 10_000
+    # screenshots go to the test's own folder: the README's come from scripts/demo.sh --smoke on the full demo
+    shot = demo_server[2] / "collections.png"
+    page.screenshot(path=str(shot), full_page=False)
+    assert shot.stat().st_size > 10_000
+
+
+def test_every_page_loads_without_an_exception(demo_server):
+    # the quick start's smoke check (scripts/demo.sh --smoke), here on the test's small demo
+    url, _, tmp = demo_server
+    assert check(url, draw_map=True, screenshots=tmp / "pages") == []
+    assert len(list((tmp / "pages").glob("*.png"))) == 6
 
 
 def test_explore_map_draws_every_point_and_lasso_opens_gallery(demo_server, page):
-    url, demo = demo_server
+    url, demo, _ = demo_server
     page.goto(f"{url}/explore", wait_until="domcontentloaded")
     page.get_by_role("button", name="Draw map").wait_for(timeout=120_000)
     page.get_by_text("PCA", exact=True).click()
@@ -113,7 +116,7 @@ def test_explore_map_draws_every_point_and_lasso_opens_gallery(demo_server, page
     page.mouse.up()
     page.get_by_text(f"Selection: {demo.images} points").wait_for(timeout=60_000)
     page.get_by_text("Export selection (CSV)").wait_for(timeout=30_000)
-    page.screenshot(path=str(ROOT / "docs" / "screenshot-explore.png"))
+    page.screenshot(path=str(demo_server[2] / "explore.png"))
 
 
 def _trace_counts(page) -> dict:
@@ -133,7 +136,7 @@ def _draw_pca_map(page, url, demo):
 
 
 def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
-    url, demo = demo_server
+    url, demo, _ = demo_server
     before = _draw_pca_map(page, url, demo)
     page.goto(f"{url}/audit", wait_until="domcontentloaded")
     page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
@@ -153,7 +156,7 @@ def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
 
 
 def test_search_by_uploaded_image_shows_a_gallery(demo_server, page):
-    url, demo = demo_server
+    url, demo, _ = demo_server
     query = next(demo.folder.glob("*/*.png"))
     page.goto(f"{url}/search", wait_until="domcontentloaded")
     page.locator("input[type=file]").first.wait_for(state="attached", timeout=120_000)
@@ -163,15 +166,15 @@ def test_search_by_uploaded_image_shows_a_gallery(demo_server, page):
     page.wait_for_function("Array.from(document.querySelectorAll('[data-testid=stImage] img'))"
                            ".filter(i => i.complete && i.naturalWidth > 0).length >= 12", timeout=60_000)
     assert page.get_by_text("1.000", exact=False).count() >= 1  # the uploaded file itself is in the collection
-    page.screenshot(path=str(ROOT / "docs" / "screenshot-search.png"))
+    page.screenshot(path=str(demo_server[2] / "search.png"))
 
 
 def test_graph_page_draws_the_knn_graph(demo_server, page):
-    url, demo = demo_server
+    url, demo, _ = demo_server
     page.goto(f"{url}/graph", wait_until="domcontentloaded")
     page.get_by_role("button", name="Draw graph").click()
     page.get_by_text(f"{demo.images} nodes").wait_for(timeout=120_000)
     counts = _trace_counts(page)
     nodes = sum(v for name, v in counts.items() if not name.endswith("edges"))
     assert nodes == demo.images and counts.get("same-label edges", 0) > 0
-    page.screenshot(path=str(ROOT / "docs" / "screenshot-graph.png"))
+    page.screenshot(path=str(demo_server[2] / "graph.png"))

@@ -8,6 +8,7 @@ from core.cache import ArrayCache
 from core.maps import MapResult, compute_map
 from core.projection import ProjectionParams
 from core.store import Filter, Store
+from core.warmup import is_warm, warm_up
 
 
 @st.cache_resource(show_spinner=False)
@@ -18,6 +19,12 @@ def array_cache() -> ArrayCache:
 def map_with_status(store: Store, collection: str, params: ProjectionParams, vector: str | None,
                     filter: Filter | None, max_points: int) -> MapResult:
     """compute_map with a live status box; a cached map returns at once."""
+    if params.method != "pca" and not is_warm():
+        # scripts/setup.sh does this ahead; an install without it pays once, and is told so before it waits
+        with st.status("First map on this machine: compiling the map code once (about a minute on 2 cores)…",
+                       expanded=True) as status:
+            warm_up(lambda what: st.write(f"Compiling {what}"))
+            status.update(label="Map code compiled; later maps start at once.", state="complete", expanded=False)
     with st.status(f"Drawing the {params.method.upper()} map…", expanded=False) as status:
         bar = st.progress(0.0)
 

@@ -1,0 +1,97 @@
+"""Open every page of a running Image Atlas in headless Chromium and fail when any of them shows an exception.
+
+    python scripts/check_pages.py http://127.0.0.1:8501 [--draw-map] [--screenshots DIR]
+
+The quick start's smoke mode (scripts/demo.sh --smoke) runs it against the demo. --draw-map also draws the
+Explore page's default map (what a new user does first) and reports how long it took; --screenshots writes one
+PNG per page (how the README's screenshots are made, from the full demo).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling Google's hosts, which a closed network refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = {"Collections": "", "Ingest": "ingest", "Explore": "explore", "Audit": "audit", "Search": "search",
+         "Graph": "graph"}
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def launch(playwright):
+    """Debian's Chromium, headless, as the tests use it (Playwright's own browser download fails offline)."""
+    if not Path(CHROMIUM).exists():
+        raise SystemExit("Chromium is needed for the browser check: apt-get install chromium "
+                         "(scripts/setup.sh does it with BROWSER=1 or TEST=1).")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+def wait_idle(page, timeout_s: float) -> None:
+    """Until the script run that a navigation or click started has finished."""
+    page.wait_for_timeout(300)  # the run starts a moment after the navigation or click
+    page.wait_for_selector(IDLE, timeout=timeout_s * 1000)
+
+
+def problems(page) -> list[str]:
+    """Exceptions and error boxes on the page, as their text."""
+    found = [f"exception: {e.inner_text()[:400]}" for e in page.query_selector_all("[data-testid='stException']")]
+    found += [f"error: {e.inner_text()[:400]}" for e in page.query_selector_all("[data-testid='stAlertContentError']")]
+    return found
+
+
+def check(url: str, draw_map: bool = False, screenshots: Path | None = None, timeout_s: float = 180) -> list[str]:
+    """Every page once; returns the problems found (empty when all is well) and prints a line per page."""
+    from playwright.sync_api import sync_playwright
+
+    failures: list[str] = []
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for title, path in PAGES.items():
+            started = time.perf_counter()
+            page.goto(f"{url.rstrip('/')}/{path}", wait_until="domcontentloaded")
+            page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_s * 1000)
+            wait_idle(page, timeout_s)
+            note = ""
+            if title == "Explore" and draw_map:
+                clicked = time.perf_counter()
+                page.get_by_role("button", name="Draw map").click()
+                page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_s * 1000)
+                wait_idle(page, timeout_s)
+                note = f"; default map drawn in {time.perf_counter() - clicked:.1f} s"
+            found = problems(page)
+            failures += [f"{title}: {f}" for f in found]
+            print(f"{'FAIL' if found else 'ok  '} {title:<12} {time.perf_counter() - started:5.1f} s{note}",
+                  flush=True)
+            for f in found:
+                print(f"     {f}", flush=True)
+            if screenshots:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                page.wait_for_timeout(1000)  # images and the plot finish painting
+                page.screenshot(path=str(screenshots / f"screenshot-{title.lower()}.png"))
+        browser.close()
+    return failures
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("url")
+    ap.add_argument("--draw-map", action="store_true", help="also draw the Explore page's default map")
+    ap.add_argument("--screenshots", type=Path, help="write a screenshot of every page into this folder")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds a page may take (default 180)")
+    args = ap.parse_args()
+    failures = check(args.url, args.draw_map, args.screenshots, args.timeout)
+    if failures:
+        print(f"{len(failures)} problem(s) on the pages above.", file=sys.stderr)
+        return 1
+    print(f"all {len(PAGES)} pages load without an exception.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
