@@ -39,13 +39,17 @@ def wait_idle(page, timeout_s: float) -> None:
 
 def problems(page) -> list[str]:
     """Exceptions and error boxes on the page, as their text."""
-    found = [f"exception: {e.inner_text()[:400]}" for e in page.query_selector_all("[data-testid='stException']")]
-    found += [f"error: {e.inner_text()[:400]}" for e in page.query_selector_all("[data-testid='stAlertContentError']")]
-    return found
+    def text(e) -> str:
+        return " ".join(e.inner_text().split())[:300]
+
+    found = [f"exception: {text(e)}" for e in page.query_selector_all("[data-testid='stException']")]
+    # an exception also draws an error box: count those only when there is no exception
+    return found or [f"error: {text(e)}" for e in page.query_selector_all("[data-testid='stAlertContentError']")]
 
 
 def check(url: str, draw_map: bool = False, screenshots: Path | None = None, timeout_s: float = 180) -> list[str]:
     """Every page once; returns the problems found (empty when all is well) and prints a line per page."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     failures: list[str] = []
@@ -54,17 +58,23 @@ def check(url: str, draw_map: bool = False, screenshots: Path | None = None, tim
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for title, path in PAGES.items():
             started = time.perf_counter()
-            page.goto(f"{url.rstrip('/')}/{path}", wait_until="domcontentloaded")
-            page.get_by_role("heading", name=title).first.wait_for(timeout=timeout_s * 1000)
-            wait_idle(page, timeout_s)
             note = ""
-            if title == "Explore" and draw_map:
-                clicked = time.perf_counter()
-                page.get_by_role("button", name="Draw map").click()
-                page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_s * 1000)
+            try:
+                page.goto(f"{url.rstrip('/')}/{path}", wait_until="domcontentloaded")
+                page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
                 wait_idle(page, timeout_s)
-                note = f"; default map drawn in {time.perf_counter() - clicked:.1f} s"
-            found = problems(page)
+                found = problems(page)
+                if not found and not page.get_by_role("heading", name=title).count():
+                    found = [f"the page's title '{title}' is not shown"]
+                if not found and title == "Explore" and draw_map:
+                    clicked = time.perf_counter()
+                    page.get_by_role("button", name="Draw map").click()
+                    page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_s * 1000)
+                    wait_idle(page, timeout_s)
+                    note = f"; default map drawn in {time.perf_counter() - clicked:.1f} s"
+                    found = problems(page)
+            except PlaywrightTimeout as exc:
+                found = [f"timed out after {timeout_s:g} s: {str(exc).splitlines()[0]}"]
             failures += [f"{title}: {f}" for f in found]
             print(f"{'FAIL' if found else 'ok  '} {title:<12} {time.perf_counter() - started:5.1f} s{note}",
                   flush=True)
@@ -87,7 +97,7 @@ def main() -> int:
     args = ap.parse_args()
     failures = check(args.url, args.draw_map, args.screenshots, args.timeout)
     if failures:
-        print(f"{len(failures)} problem(s) on the pages above.", file=sys.stderr)
+        print(f"{len(failures)} problem(s) on the pages above (the app's log has the tracebacks).", file=sys.stderr)
         return 1
     print(f"all {len(PAGES)} pages load without an exception.")
     return 0
