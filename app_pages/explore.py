@@ -6,6 +6,7 @@ from core.figures import group_names, map_figure
 from core.projection import params_from
 from ui.common import gallery, require_collection
 from ui.maps import map_with_status
+from ui.state import seed_from_url, write_url
 
 PAGE_SIZE = 48
 
@@ -13,15 +14,23 @@ st.title("Explore")
 ctx = require_collection("map")
 s = ctx.summary
 
+METHODS = ["UMAP", "t-SNE", "PCA"]
+keys = s.payload_keys or ["(none)"]
+# a reload or a shared link (?method=PCA&color=label&map=1) opens the same map
+seed_from_url("method", "explore_method", METHODS)
+seed_from_url("color", "explore_color", keys)
+if st.session_state.get("explore_color") not in keys:
+    st.session_state["explore_color"] = ctx.label_field if ctx.label_field in keys else keys[0]
+redraw_from_url = st.query_params.get("map") == "1" and not st.session_state.get("_explore_url_drawn")
+st.session_state["_explore_url_drawn"] = True
+
 with st.form("explore_form"):
     c1, c2, c3 = st.columns(3)
     vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="explore_vector",
                           format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
     if len(s.vectors) == 1:
         c1.caption(f"Vector: {vector or '(unnamed)'} ({s.vectors[0].size}-d)")
-    keys = s.payload_keys or ["(none)"]
-    default_color = keys.index(ctx.label_field) if ctx.label_field in keys else 0
-    color_by = c2.selectbox("Color by", keys, index=default_color, key="explore_color")
+    color_by = c2.selectbox("Color by", keys, key="explore_color")
     cap = settings.get("ATLAS_MAP_MAX_POINTS")
     max_points = c3.number_input("Points (sampled above)", 1, max(cap, s.points), min(s.points, cap),
                                  key="explore_max_points")
@@ -30,13 +39,13 @@ with st.form("explore_form"):
     extra_key = f2.selectbox("Also filter on field", ["(no filter)"] + s.payload_keys, key="explore_filter_key")
     extra_value = f3.text_input("…equal to", key="explore_filter_value")
     m1, m2, m3 = st.columns(3)
-    method = m1.radio("Projection", ["UMAP", "t-SNE", "PCA"], horizontal=True, key="explore_method")
+    method = m1.radio("Projection", METHODS, horizontal=True, key="explore_method")
     n_neighbors = m2.slider("UMAP n_neighbors", 2, 200, 15, key="explore_nn")
     min_dist = m3.slider("UMAP min_dist", 0.0, 0.99, 0.1, key="explore_min_dist")
     perplexity = m2.slider("t-SNE perplexity", 2, 100, 30, key="explore_perplexity")
     drawn = st.form_submit_button("Draw map", type="primary")
 
-if drawn:
+if drawn or (redraw_from_url and "explore_request" not in st.session_state):
     st.session_state["explore_draws"] = st.session_state.get("explore_draws", 0) + 1
     filt = {}
     if labels:
@@ -45,11 +54,12 @@ if drawn:
         raw = extra_value.strip()
         filt[extra_key] = int(raw) if raw.lstrip("-").isdigit() else raw
     st.session_state["explore_request"] = {
-        "collection": s.name, "vector": vector, "filter": filt or None, "max_points": int(max_points),
+        "collection": s.name, "vector": vector, "method": method, "filter": filt or None, "max_points": int(max_points),
         "params": params_from(method.replace("-", "").lower(), n_neighbors=n_neighbors, min_dist=min_dist,
                               perplexity=float(perplexity))}
 
 req = st.session_state.get("explore_request")
+write_url(method=req["method"] if req else None, color=color_by if req else None, map="1" if req else None)
 if not req or req["collection"] != s.name:
     st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
     st.stop()

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
 from core import settings, thumbnails
 from core.catalog import CollectionSummary, payload_text, summarize
 from core.store import Store, StoreError, open_store
+from ui.state import seed_from_url, write_url
+
+MODES = ("Embedded folder", "Server URL")
 
 
 @dataclass
@@ -31,13 +35,34 @@ def _init_defaults() -> None:
                 "conn_key": settings.get("QDRANT_API_KEY")}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+    # Once per browser session, a link can name the connection: ?qdrant=<server URL>, or ?qdrant=embedded&store=
+    # <folder>. A folder from a link must already exist (a link never creates folders on the server), and the
+    # configured API key is never sent to a server named by a link.
+    if st.session_state.get("_url_connection_read"):
+        return
+    st.session_state["_url_connection_read"] = True
+    target = st.query_params.get("qdrant", "")
+    if target.startswith(("http://", "https://")):
+        st.session_state.update(conn_mode="Server URL", conn_url=target)
+        if target != settings.get("QDRANT_URL"):
+            st.session_state["conn_key"] = ""
+    elif target == "embedded":
+        st.session_state["conn_mode"] = "Embedded folder"
+        folder = st.query_params.get("store", "")
+        if folder and Path(folder).is_dir():
+            st.session_state["conn_path"] = folder
+
+
+def _write_connection_to_url(url: str, path: str) -> None:
+    default_path = st.session_state.get("conn_mode") == "Embedded folder" and path == settings.get("ATLAS_STORE_PATH")
+    write_url(qdrant=url or ("embedded" if not default_path else None), store=None if url or default_path else path)
 
 
 def sidebar() -> Context | None:
     """Connection and collection pickers, shared by every page; the connection status is always shown."""
     _init_defaults()
     sb = st.sidebar
-    sb.radio("Qdrant", ["Embedded folder", "Server URL"], key="conn_mode", horizontal=True)
+    sb.radio("Qdrant", MODES, key="conn_mode", horizontal=True)
     if st.session_state.conn_mode == "Embedded folder":
         sb.text_input("Embedded storage folder", key="conn_path")
         url, api_key, path = "", "", st.session_state.conn_path
@@ -55,22 +80,29 @@ def sidebar() -> Context | None:
         sb.error(f"Not connected: {exc}")
         return None
     sb.success(f"Connected: {store.describe()} · {len(collections)} collection(s)")
+    _write_connection_to_url(url, path)
     if not collections:
+        write_url(collection=None, label_field=None)
         return Context(store, None, None, None, None)
+    seed_from_url("collection", "collection", collections)
     if st.session_state.get("collection") not in collections:
         st.session_state["collection"] = collections[0]
     name = sb.selectbox("Collection", collections, key="collection")
     summary = summarize(store, name)
+    detected = summary.label_field
     if summary.payload_keys:
         options = summary.payload_keys
-        wanted = st.session_state.get(f"label_field::{name}", summary.label_field or options[0])
-        label_field = sb.selectbox("Label field", options, index=options.index(wanted) if wanted in options else 0,
-                                   key=f"label_field::{name}",
+        field_key = f"label_field::{name}"
+        seed_from_url("label_field", field_key, options)
+        if st.session_state.get(field_key) not in options:
+            st.session_state[field_key] = detected if detected in options else options[0]
+        label_field = sb.selectbox("Label field", options, key=field_key,
                                    help="The payload key that holds each image's label.")
-        if label_field != summary.label_field:
+        if label_field != detected:
             summary = summarize(store, name, label_field)
     else:
         label_field = None
+    write_url(collection=name, label_field=label_field if label_field != detected else None)
     default_root = thumbnails.recall_root(settings.get("ATLAS_CACHE_DIR"), store.location, name) or \
         settings.get("ATLAS_IMAGE_ROOT")
     root_key = f"image_root::{store.location}::{name}"
