@@ -2,14 +2,19 @@
 Queries are always embedded with the model the collection was built with (its vector name)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import images, models
 from .store import Filter, Hit, PointId, Store
+from .store.base import parse_point_id as _parse_id
+
+MAX_K = 10_000  # results per query; more is never a similarity search a person reads
 
 
 class SearchError(Exception):
@@ -38,10 +43,34 @@ def model_for(vector_name: str, weights_file: str = "", device: str = "auto", cp
                           f"here: {exc}") from None
 
 
+def _too_big(size: int, max_bytes: int) -> SearchError:
+    return SearchError(f"The image is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB "
+                       "(ATLAS_MAX_UPLOAD_MB). Use a smaller image.")
+
+
+def read_image_file(path: str | Path, max_bytes: int) -> bytes:
+    """A query image file's bytes; its size is checked on the file system first, so a huge file is never read."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise SearchError(f"{path} is a folder; give one image file (e.g. {path / 'photo.jpg'}).")
+    if not path.is_file():
+        raise SearchError(f"Image file {path} does not exist.")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _too_big(size, max_bytes)
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise SearchError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(data) > max_bytes:
+        raise _too_big(len(data), max_bytes)
+    return data
+
+
 def image_query_vector(model: models.Embedder, data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
     if len(data) > max_bytes:
-        raise SearchError(f"The upload is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB "
-                          "(ATLAS_MAX_UPLOAD_MB). Use a smaller image.")
+        raise _too_big(len(data), max_bytes)
     try:
         img = images.decode(data, max_pixels)
     except images.BadImage as exc:
@@ -58,21 +87,38 @@ def text_query_vector(model: models.Embedder, text: str) -> np.ndarray:
         raise SearchError(str(exc)) from None
 
 
-def point_vector(store: Store, collection: str, point: PointId, vector: str | None = None) -> np.ndarray:
+def point_vector(store: Store, collection: str, point: PointId | str, vector: str | None = None) -> np.ndarray:
+    point = parse_point_id(point)
     got = store.retrieve(collection, [point], vector=vector, with_vectors=True)
     if not got.ids:
         raise SearchError(f"No point with id {point} in '{collection}' (deleted, or a typo).")
     return got.vectors[0]
 
 
-def parse_point_id(text: str) -> PointId:
-    text = text.strip()
-    return int(text) if text.isdigit() else text
+def parse_point_id(text: str | int) -> PointId:
+    """A point id typed by a user; a SearchError that says what an id looks like otherwise."""
+    try:
+        return _parse_id(text)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
+
+
+def check_options(k: int, hnsw_ef: int | None = None, min_score: float | None = None) -> None:
+    """Query options from a user (page or command line), checked before they reach the engine."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise SearchError(f"The number of results must be a whole number from 1 to {MAX_K:,}, not {k!r}.")
+    if hnsw_ef is not None and (isinstance(hnsw_ef, bool) or not isinstance(hnsw_ef, (int, np.integer))
+                                or not 1 <= hnsw_ef <= 100_000):
+        raise SearchError(f"hnsw_ef must be a whole number from 1 to 100,000 (or left unset), not {hnsw_ef!r}.")
+    number = isinstance(min_score, (int, float, np.floating)) and not isinstance(min_score, bool)
+    if min_score is not None and not (number and math.isfinite(min_score) and -1.0 <= min_score <= 1.0):
+        raise SearchError(f"The minimum score is a cosine similarity from -1 to 1, not {min_score!r}.")
 
 
 def search(store: Store, collection: str, vector: np.ndarray, using: str | None = None, k: int = 10,
            filter: Filter | None = None, hnsw_ef: int | None = None, exact: bool = False,
            min_score: float | None = None, started: float | None = None) -> SearchResult:
+    check_options(k, hnsw_ef, min_score)
     t = time.perf_counter()
     hits = store.query(collection, vector, using=using, k=k, filter=filter, hnsw_ef=hnsw_ef, exact=exact,
                        score_threshold=min_score)
@@ -85,6 +131,9 @@ def recommend(store: Store, collection: str, positive_ids: Sequence[PointId] = (
               negative_vectors: Sequence[np.ndarray] = (), using: str | None = None, k: int = 10,
               filter: Filter | None = None) -> SearchResult:
     """Near the positive examples and away from the negative ones; the example points are left out."""
+    check_options(k)
+    positive_ids = [parse_point_id(p) for p in positive_ids]
+    negative_ids = [parse_point_id(p) for p in negative_ids]
     pos = [point_vector(store, collection, p, using) for p in positive_ids] + list(positive_vectors)
     neg = [point_vector(store, collection, p, using) for p in negative_ids] + list(negative_vectors)
     if not pos:

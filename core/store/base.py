@@ -1,6 +1,9 @@
 """Engine-neutral types of the store adapter. Engines live next to this file; nothing else imports Qdrant."""
 from __future__ import annotations
 
+import math
+import re
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -22,6 +25,82 @@ class StoreLocked(StoreError):
 
 class CollectionNotFound(StoreError):
     pass
+
+
+class InvalidPointId(StoreError, ValueError):
+    """Text or a number that cannot be a Qdrant point id."""
+
+
+MAX_POINT_ID = 2**64 - 1  # Qdrant's numeric ids are unsigned 64-bit
+ID_HELP = (f"a point id is a whole number from 0 to {MAX_POINT_ID} or a UUID such as "
+           "123e4567-e89b-12d3-a456-426614174000 (copy it from a results table; a file name is not an id)")
+
+
+def parse_point_id(value: Any) -> PointId:
+    """The one place ids are checked, for every engine and page: an unsigned 64-bit int (or its digits), or a
+    UUID in any case, with or without hyphens, as canonical lowercase text. Anything else: InvalidPointId."""
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.isdigit():
+            value = int(text)
+        else:
+            try:
+                return str(uuid.UUID(text))
+            except ValueError:
+                raise InvalidPointId(f"{shown} is not a point id: {ID_HELP}.") from None
+    if isinstance(value, bool) or not hasattr(value, "__index__"):  # True is an int to Python, not an id
+        raise InvalidPointId(f"{shown} is not a point id: {ID_HELP}.")
+    number = int(value.__index__())
+    if not 0 <= number <= MAX_POINT_ID:
+        raise InvalidPointId(f"{shown} is out of range: {ID_HELP}.")
+    return number
+
+
+def parse_point_ids(values: Iterable[Any]) -> list[PointId]:
+    return [parse_point_id(v) for v in values]
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def payload_path(key: str) -> str:
+    """A top-level payload key as a Qdrant JSON path: keys with spaces, dots, brackets or non-ASCII letters are
+    quoted ("class name"), so that they name the key itself instead of failing or reaching into nested fields."""
+    if not isinstance(key, str) or not key:
+        raise StoreError(f"Payload field {key!r} cannot be used: pick a field with a non-empty text name.")
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    if '"' in key or "\\" in key:
+        raise StoreError(f"Payload field {key!r} contains a quote or backslash, which Qdrant cannot filter or "
+                         "count on: pick another field, or rename the key in the data.")
+    return f'"{key}"'
+
+
+def filter_terms(filter: "Filter | None") -> list[tuple[str, dict[type, list[Any]]]]:
+    """A filter as (JSON path, values grouped by type) pairs, shared by the engines. Qdrant matches text, whole
+    numbers and booleans, one type per condition; a whole-number float (3.0) counts as the int."""
+    terms = []
+    for key, wanted in (filter or {}).items():
+        values = list(wanted) if isinstance(wanted, (list, tuple, set, frozenset)) else [wanted]
+        groups: dict[type, list[Any]] = {}
+        for v in values:
+            if isinstance(v, (bool, np.bool_)):
+                kind, v = bool, bool(v)
+            elif isinstance(v, str):
+                kind, v = str, str(v)
+            elif hasattr(v, "__index__"):
+                kind, v = int, int(v.__index__())
+            elif isinstance(v, float) and math.isfinite(v) and v.is_integer():
+                kind, v = int, int(v)
+            else:
+                raise StoreError(f"Cannot filter field {key!r} on {v!r}: Qdrant matches text, whole numbers and "
+                                 "true/false only.")
+            groups.setdefault(kind, []).append(v)
+        terms.append((payload_path(key), groups or {str: []}))  # an empty list matches nothing
+    return terms
 
 
 @dataclass(frozen=True)
@@ -128,6 +207,19 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, name: str, ids: Sequence[PointId]) -> None: ...
+
+    def _count_by_scroll(self, name: str, key: str) -> dict[Any, int]:
+        """count_by where facets cannot: no payload index, or a key Qdrant cannot name (read whole payloads)."""
+        try:
+            keys: list[str] | None = [key] if payload_path(key) else None
+        except StoreError:
+            keys = None
+        counts: dict[Any, int] = {}
+        for payload in self.scroll(name, with_vectors=False, payload_keys=keys).payloads:
+            value = payload.get(key)
+            if value is not None and not isinstance(value, (list, dict)):
+                counts[value] = counts.get(value, 0) + 1
+        return counts
 
     def optimize(self, name: str) -> None:
         """Build indexes after a bulk load; a no-op where the engine does it by itself."""

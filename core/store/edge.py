@@ -16,27 +16,32 @@ import numpy as np
 import qdrant_edge as qe
 
 from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
-                   StoreLocked, VectorSpec)
+                   StoreLocked, VectorSpec, filter_terms, parse_point_ids, payload_path)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _CONFIG_FILE = "edge_config.json"
 _LOCK_FILE = ".atlas.lock"
 
 
-def _norm_id(pid: Any) -> PointId:
+def _norm_id(pid: Any) -> PointId:  # the engine hands UUID ids back as uuid.UUID
     return str(pid) if isinstance(pid, uuid.UUID) else pid
 
 
 def _edge_filter(filter: Filter | None) -> qe.Filter | None:
-    if not filter:
+    terms = filter_terms(filter)
+    if not terms:
         return None
-    must = []
-    for key, value in filter.items():
-        if isinstance(value, (list, tuple, set)):
-            match = qe.MatchAny(list(value))
-        else:
-            match = qe.MatchValue(value)
-        must.append(qe.FieldCondition(key=key, match=match))
+    must: list[Any] = []
+    for path, groups in terms:
+        conds = []
+        for kind, values in groups.items():
+            if kind is bool or len(values) == 1:  # MatchAny takes only texts or only integers
+                conds += [qe.FieldCondition(key=path, match=qe.MatchValue(v)) for v in values]
+            else:
+                conds.append(qe.FieldCondition(key=path, match=qe.MatchAny(values)))
+        if not conds:  # an empty list of values matches nothing
+            conds.append(qe.FieldCondition(key=path, match=qe.MatchAny([])))
+        must.append(conds[0] if len(conds) == 1 else qe.Filter(should=conds))
     return qe.Filter(must=must)
 
 
@@ -135,6 +140,7 @@ class EdgeStore(Store):
     # --- points ------------------------------------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
                payloads: Sequence[dict[str, Any]]) -> None:
+        ids = parse_point_ids(ids)
         shard = self._shard(name)
         self._drop_vector_copies(name)
         columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
@@ -169,7 +175,7 @@ class EdgeStore(Store):
     def _scroll_engine(self, name: str, using: str | None, filter: Filter | None,
                        payload_keys: Sequence[str] | None, page_size: int, limit: int | None) -> Points:
         shard = self._shard(name)
-        with_payload: Any = list(payload_keys) if payload_keys is not None else True
+        with_payload: Any = [payload_path(k) for k in payload_keys] if payload_keys is not None else True
         ids: list[PointId] = []
         pages: list[np.ndarray] = []
         payloads: list[dict[str, Any]] = []
@@ -237,9 +243,10 @@ class EdgeStore(Store):
 
     def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,
                  with_vectors: bool = False) -> Points:
+        ids = parse_point_ids(ids)
         shard = self._shard(name)
         using = self._using(name, vector) if with_vectors else ""
-        records = shard.retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        records = shard.retrieve(ids, with_payload=True, with_vector=with_vectors)
         by_id = {_norm_id(r.id): r for r in records}
         found = [pid for pid in ids if pid in by_id]
         rows = [_vector_of(by_id[pid].vector, using) for pid in found] if with_vectors else []
@@ -269,7 +276,7 @@ class EdgeStore(Store):
         return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
-        self._shard(name).update(qe.UpdateOperation.set_payload(list(ids), dict(payload)))
+        self._shard(name).update(qe.UpdateOperation.set_payload(parse_point_ids(ids), dict(payload)))
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(filter)))
@@ -277,20 +284,16 @@ class EdgeStore(Store):
     def count_by(self, name: str, key: str, limit: int = 10_000) -> dict[Any, int]:
         shard = self._shard(name)
         try:
-            hits = shard.facet(qe.FacetRequest(key=key, limit=limit, exact=True)).hits
+            hits = shard.facet(qe.FacetRequest(key=payload_path(key), limit=limit, exact=True)).hits
             return {h.value: h.count for h in hits}
         except Exception:
             # Facets need a payload index; on a folder we did not create, fall back to counting a scroll.
-            counts: dict[Any, int] = {}
-            for payload in self.scroll(name, with_vectors=False, payload_keys=[key]).payloads:
-                value = payload.get(key)
-                if value is not None and not isinstance(value, (list, dict)):
-                    counts[value] = counts.get(value, 0) + 1
-            return counts
+            return self._count_by_scroll(name, key)
 
     def delete(self, name: str, ids: Sequence[PointId]) -> None:
+        ids = parse_point_ids(ids)
         self._drop_vector_copies(name)
-        self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+        self._shard(name).update(qe.UpdateOperation.delete_points(ids))
 
     def optimize(self, name: str) -> None:
         shard = self._shard(name)

@@ -8,19 +8,24 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
-                   VectorSpec)
+                   VectorSpec, filter_terms, parse_point_id, parse_point_ids, payload_path)
 
 
 def _client_filter(filter: Filter | None) -> models.Filter | None:
-    if not filter:
+    terms = filter_terms(filter)
+    if not terms:
         return None
     must: list[Any] = []
-    for key, value in filter.items():
-        if isinstance(value, (list, tuple, set)):
-            match: Any = models.MatchAny(any=list(value))
-        else:
-            match = models.MatchValue(value=value)
-        must.append(models.FieldCondition(key=key, match=match))
+    for path, groups in terms:
+        conds: list[Any] = []
+        for kind, values in groups.items():
+            if kind is bool or len(values) == 1:  # MatchAny takes only texts or only integers
+                conds += [models.FieldCondition(key=path, match=models.MatchValue(value=v)) for v in values]
+            else:
+                conds.append(models.FieldCondition(key=path, match=models.MatchAny(any=values)))
+        if not conds:  # an empty list of values matches nothing
+            conds.append(models.FieldCondition(key=path, match=models.MatchAny(any=[])))
+        must.append(conds[0] if len(conds) == 1 else models.Filter(should=conds))
     return models.Filter(must=must)
 
 
@@ -114,6 +119,7 @@ class ClientStore(Store):
     # --- points ------------------------------------------------------------------------------------------------
     def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
                payloads: Sequence[dict[str, Any]]) -> None:
+        ids = parse_point_ids(ids)
         columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
         points = []
         for i, pid in enumerate(ids):
@@ -132,7 +138,7 @@ class ClientStore(Store):
                filter: Filter | None = None, payload_keys: Sequence[str] | None = None,
                page_size: int = 5000, limit: int | None = None) -> Points:
         using = self._using(name, vector) if with_vectors else ""
-        with_payload: Any = list(payload_keys) if payload_keys is not None else True
+        with_payload: Any = [payload_path(k) for k in payload_keys] if payload_keys is not None else True
         with_vector: Any = ([using] if using else True) if with_vectors else False
         ids: list[PointId] = []
         rows: list[list[float]] = []
@@ -157,10 +163,11 @@ class ClientStore(Store):
 
     def retrieve(self, name: str, ids: Sequence[PointId], vector: str | None = None,
                  with_vectors: bool = False) -> Points:
+        ids = parse_point_ids(ids)
         using = self._using(name, vector) if with_vectors else ""
-        records = self._call(self.client.retrieve, name, ids=list(ids), with_payload=True,
+        records = self._call(self.client.retrieve, name, ids=ids, with_payload=True,
                              with_vectors=([using] if using else True) if with_vectors else False)
-        by_id = {r.id: r for r in records}
+        by_id = {parse_point_id(r.id): r for r in records}  # local mode keeps ids as they were written
         found = [pid for pid in ids if pid in by_id]
         rows = [_vector_of(by_id[pid].vector, using) for pid in found] if with_vectors else []
         return Points(found, _matrix(rows, len(found)) if with_vectors else None,
@@ -188,7 +195,8 @@ class ClientStore(Store):
         return [Hit(p.id, float(p.score), p.payload or {}) for p in result.points]
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
-        self._call(self.client.set_payload, name, payload=dict(payload), points=list(ids), wait=True)
+        points = parse_point_ids(ids)
+        self._call(self.client.set_payload, name, payload=dict(payload), points=points, wait=True)
 
     def count(self, name: str, filter: Filter | None = None) -> int:
         return self._call(self.client.count, name, count_filter=_client_filter(filter), exact=True).count
@@ -196,19 +204,15 @@ class ClientStore(Store):
     def count_by(self, name: str, key: str, limit: int = 10_000) -> dict[Any, int]:
         if self.engine != "in-memory":
             try:
-                hits = self._call(self.client.facet, name, key=key, limit=limit, exact=True).hits
+                hits = self._call(self.client.facet, name, key=payload_path(key), limit=limit, exact=True).hits
                 return {h.value: h.count for h in hits}
             except StoreError:
                 pass  # no payload index on this key: count a scroll instead
-        counts: dict[Any, int] = {}
-        for payload in self.scroll(name, with_vectors=False, payload_keys=[key]).payloads:
-            value = payload.get(key)
-            if value is not None and not isinstance(value, (list, dict)):
-                counts[value] = counts.get(value, 0) + 1
-        return counts
+        return self._count_by_scroll(name, key)
 
     def delete(self, name: str, ids: Sequence[PointId]) -> None:
-        self._call(self.client.delete, name, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+        points = models.PointIdsList(points=parse_point_ids(ids))
+        self._call(self.client.delete, name, points_selector=points, wait=True)
 
     def close(self) -> None:
         try:
