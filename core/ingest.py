@@ -1,8 +1,21 @@
-"""Ingest a folder of labeled images (one subfolder per label) into a Qdrant collection."""
+"""Ingest a folder of labeled images (one subfolder per label) into a Qdrant collection.
+
+A point is one file: its id comes from the file's path. Ingest owns the image fields (path, sha1, size, ...);
+the audit (core/labels.py) owns `label` once a point exists, and `label_original`, `reviewed`,
+`label_confirmed`, `label_history`. Re-ingesting never overwrites what the audit owns:
+- a changed file (same path, new content) gets a new vector and new image fields; its label and history stay;
+- a moved file (a new path whose content equals a point whose file is gone) keeps its point's history: the
+  point is copied to the new path's id with a "move" entry in `label_history`, and the old point is deleted.
+  Its label follows the new folder, unless the user relabelled the point (its label differs from its old
+  folder): then the user's label wins, and the report lists the move under `kept_labels`;
+- a deleted file's point stays (it is removed only with `prune`), so deleting a file never loses an edit by
+  accident. A point deleted in the app comes back on the next ingest while its file is still in the folder.
+"""
 from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import time
 import uuid
 from collections import deque
@@ -18,10 +31,12 @@ import torch
 
 from . import images, thumbnails
 from .models import Embedder
-from .store import Store
+from .store import PointId, Store
 
 # uuid5 namespace for point ids: the same relative path always gives the same id, on every machine.
 ID_NAMESPACE = uuid.UUID("6f1c9a52-8a5e-4d4b-9a53-5d0c2f0e7a11")
+# Who label_history says made the changes ingest makes (moves).
+INGEST_USER = "ingest"
 
 
 class IngestError(Exception):
@@ -38,6 +53,15 @@ class ImageFile:
 class Skipped:
     path: str
     reason: str
+
+
+@dataclass
+class KeptLabel:
+    """A moved file whose user-given label was kept over the label of its new folder."""
+    path: str
+    moved_from: str
+    label: str
+    folder_label: str
 
 
 @dataclass
@@ -65,6 +89,8 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    moved: int = 0  # files found at a new path: their points (and label history) moved with them
+    kept_labels: list[KeptLabel] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     report_csv: str | None = None
@@ -76,7 +102,10 @@ class IngestReport:
     def as_dict(self) -> dict[str, Any]:
         return {"collection": self.collection, "folder": self.folder, "model": self.model,
                 "model_reason": self.model_reason, "added": self.added, "updated": self.updated,
-                "unchanged": self.unchanged, "removed": self.removed, "skipped": len(self.skipped),
+                "unchanged": self.unchanged, "removed": self.removed, "moved": self.moved,
+                "kept_labels": [{"path": k.path, "moved_from": k.moved_from, "label": k.label,
+                                 "folder_label": k.folder_label} for k in self.kept_labels],
+                "skipped": len(self.skipped),
                 "skipped_files": [{"path": s.path, "reason": s.reason} for s in self.skipped],
                 "seconds": round(self.seconds, 2),
                 "images_per_second": round(self.embedded / self.seconds, 2) if self.seconds else None,
@@ -87,35 +116,84 @@ def point_id(rel_path: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, rel_path))
 
 
+def folder_label(rel_path: str) -> str:
+    """The label a file's folder gives it: the first part of its path."""
+    return rel_path.split("/", 1)[0]
+
+
 def scan_folder(folder: Path | str) -> tuple[list[ImageFile], list[Skipped]]:
-    """Image files under one subfolder per label, and the files that cannot be ingested with the reason."""
+    """Image files under one subfolder per label, and the files that cannot be ingested with the reason.
+    Symbolic links that point back into the folder are skipped (their images are ingested where they are),
+    so a link such as `all -> .` neither loops nor ingests every image twice."""
     root = Path(folder).expanduser()
     if not root.exists():
         raise IngestError(f"Folder {root} does not exist. Give the folder that holds one subfolder per label.")
     if not root.is_dir():
         raise IngestError(f"{root} is a file, not a folder. Give the folder that holds one subfolder per label.")
-    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    root = Path(os.path.realpath(root))
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     if not entries:
         raise IngestError(f"Folder {root} is empty. Put images in one subfolder per label, "
                           f"e.g. {root}/apple/1.jpg.")
-    label_dirs = sorted(p for p in entries if p.is_dir())
+    skipped: list[Skipped] = []
+    label_dirs = []
+    for p in entries:
+        if p.is_symlink() and _inside(root, p):
+            skipped.append(_link_inside(root, p))
+        elif p.is_dir():
+            label_dirs.append(p)
+        elif p.is_file():
+            skipped.append(Skipped(p.name, "not inside a label subfolder"))
     if not label_dirs:
         raise IngestError(f"Folder {root} has no subfolders. Put images in one subfolder per label, "
                           f"e.g. {root}/apple/1.jpg, {root}/banana/2.jpg.")
-    skipped = [Skipped(p.name, "not inside a label subfolder") for p in sorted(entries) if p.is_file()]
     files: list[ImageFile] = []
+    seen = {str(root)}  # real folders already walked: a link outside the folder that loops back is walked once
     for label_dir in label_dirs:
-        for path in sorted(label_dir.rglob("*")):
-            rel = path.relative_to(root)
-            if any(part.startswith(".") for part in rel.parts) or path.is_dir():
-                continue
-            if path.suffix.lower() not in images.IMAGE_SUFFIXES:
-                skipped.append(Skipped(rel.as_posix(), f"not an image file (suffix '{path.suffix}')"))
-                continue
-            files.append(ImageFile(rel.as_posix(), label_dir.name))
+        seen.add(os.path.realpath(label_dir))
+        _walk(root, label_dir, label_dir.name, seen, files, skipped)
     if not files:
-        raise IngestError(f"No image files found under {root} (looked for {', '.join(sorted(images.IMAGE_SUFFIXES))}).")
+        raise IngestError(f"No image files found under {root} (looked for {', '.join(sorted(images.IMAGE_SUFFIXES))})."
+                          + (f" Skipped: {skipped[0].path} ({skipped[0].reason})." if skipped else ""))
     return files, skipped
+
+
+def _inside(root: Path, link: Path) -> bool:
+    return Path(os.path.realpath(link)).is_relative_to(root)
+
+
+def _link_inside(root: Path, link: Path) -> Skipped:
+    target = Path(os.path.realpath(link)).relative_to(root).as_posix()
+    return Skipped(link.relative_to(root).as_posix(),
+                   f"symbolic link to '{target}' inside the ingested folder (its images are ingested from there)")
+
+
+def _walk(root: Path, folder: Path, label: str, seen: set[str], files: list[ImageFile],
+          skipped: list[Skipped]) -> None:
+    try:
+        children = sorted(folder.iterdir())
+    except OSError as exc:
+        skipped.append(Skipped(folder.relative_to(root).as_posix(), f"cannot read folder ({exc.strerror or exc})"))
+        return
+    for path in children:
+        if path.name.startswith("."):
+            continue
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink() and _inside(root, path):
+            skipped.append(_link_inside(root, path))
+        elif path.is_dir():
+            real = os.path.realpath(path)
+            if real in seen:
+                skipped.append(Skipped(rel, "folder already scanned (a symbolic link loop)"))
+                continue
+            seen.add(real)
+            _walk(root, path, label, seen, files, skipped)
+        elif not path.is_file():
+            skipped.append(Skipped(rel, "broken symbolic link or not a regular file"))
+        elif path.suffix.lower() not in images.IMAGE_SUFFIXES:
+            skipped.append(Skipped(rel, f"not an image file (suffix '{path.suffix}')"))
+        else:
+            files.append(ImageFile(rel, label))
 
 
 @dataclass
@@ -128,12 +206,14 @@ class _Prepared:
     error: str | None = None
 
 
-def _prepare(root: Path, f: ImageFile, known_sha1: str | None, model: Embedder, max_pixels: int) -> _Prepared:
-    """Worker-thread step: read, hash, and (when the content is new) decode and preprocess."""
+def _prepare(root: Path, f: ImageFile, known_sha1: str | None, moved_sha1s: set[str] | frozenset[str],
+             model: Embedder, max_pixels: int) -> _Prepared:
+    """Worker-thread step: read, hash, and (when the content is new, and not a moved file's) decode and
+    preprocess."""
     try:
         data = images.read_file(root / f.rel_path)
         sha1 = hashlib.sha1(data).hexdigest()
-        if known_sha1 == sha1:
+        if known_sha1 == sha1 or (known_sha1 is None and sha1 in moved_sha1s):
             return _Prepared(f, sha1)
         img = images.decode(data, max_pixels, sha1)
         return _Prepared(f, sha1, model.preprocess(img.image), img.width, img.height)
@@ -185,9 +265,10 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
            batch_size: int = 32, workers: int = 2, max_pixels: int = 50_000_000, prune: bool = False,
            report_dir: Path | str | None = None, model_reason: str = "", cache_dir: Path | str | None = None,
            progress: Callable[[Progress], None] | None = None) -> IngestReport:
-    """Embed every new or changed image and upsert it in batches. Safe to re-run: unchanged files are skipped,
-    and a run that was interrupted continues where it stopped. With `cache_dir`, the folder is remembered as the
-    collection's image root, so that the app can show its images."""
+    """Embed every new or changed image and write it in batches, keeping every label edit (see the module
+    docstring). Safe to re-run: unchanged files are skipped, and a run that was interrupted (even killed)
+    continues where it stopped. With `cache_dir`, the folder is remembered as the collection's image root, so
+    that the app can show its images."""
     root = Path(folder).expanduser().resolve()
     files, skipped = scan_folder(root)
     report = IngestReport(collection, str(root), model.name, model_reason, skipped=skipped)
@@ -197,62 +278,164 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
         store.create_collection(collection, {model.name: model.dim})
     if cache_dir is not None:
         thumbnails.remember_root(cache_dir, store.location, collection, root)
-    existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1"])
+    existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1", "path", "label_history"])
     known = {pid: p.get("sha1") for pid, p in zip(existing.ids, existing.payloads)}
+    seen = {point_id(f.rel_path) for f in files}
+    # Points whose file is gone: a new path with the same content is the same file, moved.
+    gone = {pid: p for pid, p in zip(existing.ids, existing.payloads) if pid not in seen and p.get("sha1")}
+    _finish_moves(store, collection, gone, existing, seen, report)
+    movable: dict[str, list[PointId]] = {}
+    for pid, p in sorted(gone.items(), key=lambda kv: str(kv[1].get("path"))):
+        movable.setdefault(p["sha1"], []).append(pid)
 
-    ids: list[str] = []
-    tensors: list[torch.Tensor] = []
-    payloads: list[dict[str, Any]] = []
-    is_new: list[bool] = []
+    base = base_url.rstrip("/")
+    batch: list[tuple[_Prepared, bool]] = []  # (file, is_new)
+    moves: list[tuple[ImageFile, PointId]] = []  # (new file, old point)
     done = 0
 
     def flush() -> None:
-        if not tensors:
+        if not batch:
             return
-        vectors = model.embed_batch(torch.stack(tensors))
+        ids = [point_id(item.file.rel_path) for item, _ in batch]
+        vectors = model.embed_batch(torch.stack([item.tensor for item, _ in batch]))
         if not np.isfinite(vectors).all():
             raise RuntimeError("The model produced non-finite vectors; nothing from this batch was written.")
+        # Read the points being updated right before writing, so that an edit made during the run is kept.
+        current = dict(zip(*_payloads(store, collection, [pid for pid, (_, new) in zip(ids, batch) if not new])))
+        payloads = []
+        for pid, (item, _) in zip(ids, batch):
+            fields = _image_fields(item.file, item.sha1, item.width, item.height, model.name, base)
+            old = current.get(pid)
+            payloads.append({**old, **fields} if old is not None and "label" in old
+                            else {"label": item.file.label, **(old or {}), **fields})
         store.upsert(collection, ids, {model.name: vectors}, payloads)
-        report.added += sum(is_new)
-        report.updated += len(is_new) - sum(is_new)
-        ids.clear(), tensors.clear(), payloads.clear(), is_new.clear()
+        report.added += sum(new for _, new in batch)
+        report.updated += sum(not new for _, new in batch)
+        batch.clear()
 
-    base = base_url.rstrip("/")
+    def flush_moves() -> None:
+        if moves:
+            for item in _move(store, collection, model, moves, base, report):
+                batch.append((item, True))  # its old point vanished meanwhile: embed it as a new file
+            moves.clear()
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="atlas-decode") as pool:
-        prepare = lambda f: _prepare(root, f, known.get(point_id(f.rel_path)), model, max_pixels)  # noqa: E731
+        moved_sha1s = frozenset(movable)
+        prepare = lambda f: _prepare(root, f, known.get(point_id(f.rel_path)), moved_sha1s, model, max_pixels)  # noqa: E731
         for item in _ordered_prefetch(pool, files, prepare, window=max(4, batch_size * 3)):
             done += 1
+            pid = point_id(item.file.rel_path)
             if item.error is not None:
                 report.skipped.append(Skipped(item.file.rel_path, item.error))
-            elif item.tensor is None:
+            elif item.tensor is None and pid in known:
                 report.unchanged += 1
+            elif item.tensor is None and movable.get(item.sha1):
+                moves.append((item.file, movable[item.sha1].pop(0)))
             else:
-                pid = point_id(item.file.rel_path)
-                payload: dict[str, Any] = {
-                    "label": item.file.label, "file_name": Path(item.file.rel_path).name,
-                    "path": item.file.rel_path, "width": item.width, "height": item.height, "sha1": item.sha1,
-                    "model": model.name, "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                if base:
-                    payload["image_url"] = f"{base}/{quote(item.file.rel_path)}"
-                ids.append(pid), tensors.append(item.tensor), payloads.append(payload), is_new.append(pid not in known)
-                if len(tensors) >= batch_size:
-                    flush()
+                if item.tensor is None:  # same content as a moved file, but each old point moves only once
+                    item = _prepare(root, item.file, None, frozenset(), model, max_pixels)
+                if item.error is not None:
+                    report.skipped.append(Skipped(item.file.rel_path, item.error))
+                else:
+                    batch.append((item, pid not in known))
+            if len(moves) >= batch_size:
+                flush_moves()
+            if len(batch) >= batch_size:
+                flush()
             if progress is not None and (done % 8 == 0 or done == len(files)):
                 progress(Progress(done, len(files), time.perf_counter() - started))
+        flush_moves()
         flush()
 
     if prune:
-        seen = {point_id(f.rel_path) for f in files}
-        gone = [pid for pid, p in zip(existing.ids, existing.payloads) if pid not in seen and "sha1" in p]
-        if gone:
-            store.delete(collection, gone)
-        report.removed = len(gone)
-    if report.embedded:
+        left = [pid for pid in store.retrieve(collection, list(gone)).ids]  # moved points are gone already
+        if left:
+            store.delete(collection, left)
+        report.removed = len(left)
+    if report.embedded or report.moved:
         store.optimize(collection)
     report.seconds = time.perf_counter() - started
     if report.skipped and report_dir is not None:
         report.report_csv = str(write_skipped_csv(report, Path(report_dir)))
     return report
+
+
+def _payloads(store: Store, collection: str, ids: list[PointId]) -> tuple[list[PointId], list[dict[str, Any]]]:
+    if not ids:
+        return [], []
+    pts = store.retrieve(collection, ids)
+    return pts.ids, pts.payloads
+
+
+def _image_fields(f: ImageFile, sha1: str, width: int, height: int, model_name: str, base: str) -> dict[str, Any]:
+    """The payload fields that ingest owns: everything it learns from the file."""
+    fields: dict[str, Any] = {"file_name": Path(f.rel_path).name, "path": f.rel_path, "width": width,
+                              "height": height, "sha1": sha1, "model": model_name,
+                              "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if base:
+        fields["image_url"] = f"{base}/{quote(f.rel_path)}"
+    return fields
+
+
+def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[ImageFile, PointId]], base: str,
+          report: IngestReport) -> list[_Prepared]:
+    """Copy each old point (vector, payload, history) to its file's new path, then delete the old point.
+    Returns the files whose old point no longer exists (to be embedded as new files)."""
+    old = store.retrieve(collection, [pid for _, pid in moves], vector=model.name, with_vectors=True)
+    by_id = {pid: i for i, pid in enumerate(old.ids)}
+    new_ids, rows, payloads, moved_from = [], [], [], []
+    orphans = []
+    for f, old_id in moves:
+        if old_id not in by_id:
+            orphans.append(f)
+            continue
+        i = by_id[old_id]
+        payload = old.payloads[i]
+        old_path = str(payload.get("path", ""))
+        label = payload.get("label")
+        edited = label is not None and label != folder_label(old_path)  # the user relabelled the point
+        new_label = label if edited else f.label
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        entry = {"old": label, "new": new_label, "at": at, "by": INGEST_USER, "action": "move",
+                 "from": old_path, "to": f.rel_path}
+        moved = {**payload, **_image_fields(f, payload["sha1"], payload.get("width", 0), payload.get("height", 0),
+                                            model.name, base),
+                 "label": new_label, "label_history": [*(payload.get("label_history") or []), entry]}
+        moved.setdefault("label_original", label)
+        if edited and new_label != f.label:
+            report.kept_labels.append(KeptLabel(f.rel_path, old_path, str(new_label), f.label))
+        new_ids.append(point_id(f.rel_path)), rows.append(i), payloads.append(moved), moved_from.append(old_id)
+    if new_ids:
+        # Write the new point before deleting the old one: a crash in between leaves both, and the next run
+        # deletes the old one (_finish_moves); the other order could lose the point.
+        store.upsert(collection, new_ids, {model.name: old.vectors[rows]}, payloads)
+        store.delete(collection, moved_from)
+        report.moved += len(new_ids)
+    return [_Prepared(f) for f in orphans]
+
+
+def _finish_moves(store: Store, collection: str, gone: dict[PointId, dict[str, Any]], existing: Any,
+                  seen: set[PointId], report: IngestReport) -> None:
+    """Delete the old points of moves that a killed run copied but did not delete: the new point holds their
+    whole history plus the move. An old point edited since then is left alone (nothing is lost)."""
+    if not gone:
+        return
+    by_origin: dict[str, list[dict[str, Any]]] = {}
+    for pid, p in zip(existing.ids, existing.payloads):
+        if pid not in seen:
+            continue
+        history = p.get("label_history") or []
+        for k, e in enumerate(history):
+            if e.get("action") == "move" and e.get("from"):
+                by_origin.setdefault(e["from"], []).append({"sha1": p.get("sha1"), "before": history[:k]})
+    done = [pid for pid, p in gone.items()
+            if any(c["sha1"] == p["sha1"] and c["before"] == (p.get("label_history") or [])
+                   for c in by_origin.get(str(p.get("path")), []))]
+    if done:
+        store.delete(collection, done)
+        for pid in done:
+            del gone[pid]
+        report.moved += len(done)
 
 
 def write_skipped_csv(report: IngestReport, report_dir: Path) -> Path:

@@ -138,3 +138,114 @@ def test_works_against_client_engine(fruit):
     s = open_store(url=":memory:")
     report = ingest(s, fruit, "fruits", ColorEmbedder())
     assert report.added == 21 and s.count("fruits") == 21
+
+
+# --- label edits survive re-ingest (issue 11) ----------------------------------------------------------------
+
+def _replay(payload):
+    """The label that replaying label_history from label_original gives (the current label when no history)."""
+    history = payload.get("label_history") or []
+    label = payload.get("label_original", payload.get("label")) if history else payload.get("label")
+    for entry in history:
+        assert entry["old"] == label, f"history breaks its chain at {entry}"
+        label = entry["new"]
+    return label
+
+
+def test_changed_file_keeps_label_edits(fruit, store):
+    from core.labels import confirm, relabel
+
+    ingest(store, fruit, "fruits", ColorEmbedder())
+    edited, confirmed = point_id("apple/0.png"), point_id("apple/1.png")
+    relabel(store, "fruits", [edited], "banana", by="ann")
+    confirm(store, "fruits", [confirmed], by="ann")
+    before = store.retrieve("fruits", [edited, confirmed], with_vectors=True)
+    # re-saved with other bytes (as a JPEG re-save at another quality would be)
+    write_image(fruit / "apple" / "0.png", (190, 30, 30))
+    write_image(fruit / "apple" / "1.png", (191, 31, 31))
+    report = ingest(store, fruit, "fruits", ColorEmbedder())
+    assert (report.updated, report.added, report.moved) == (2, 0, 0)
+    after = store.retrieve("fruits", [edited, confirmed], with_vectors=True)
+    assert not np.allclose(after.vectors, before.vectors)  # the new content was embedded
+    for old, new in zip(before.payloads, after.payloads):
+        for key in ("label", "label_original", "reviewed", "label_history", "label_confirmed"):
+            assert new.get(key) == old.get(key), key
+        assert new["sha1"] != old["sha1"]
+    assert after.payloads[0]["label"] == "banana" and after.payloads[0]["label_original"] == "apple"
+    assert after.payloads[1]["label_confirmed"] == "apple"
+
+
+def test_moved_file_keeps_its_point_and_history(fruit, store):
+    from core.labels import relabel
+
+    ingest(store, fruit, "fruits", ColorEmbedder())
+    relabel(store, "fruits", [point_id("apple/1.png")], "orange", by="ann")  # a user edit
+    relabel(store, "fruits", [point_id("apple/2.png")], "pear", by="ann")
+    relabel(store, "fruits", [point_id("apple/2.png")], "apple", by="ann")  # ... and back: no edit left
+    before = store.retrieve("fruits", [point_id(f"apple/{i}.png") for i in range(3)], with_vectors=True)
+    (fruit / "banana" / "sub").mkdir()
+    for i, to in enumerate(["banana/moved-0.png", "banana/sub/1.png", "apple/renamed-2.png"]):
+        (fruit / "apple" / f"{i}.png").rename(fruit / to)
+    model = ColorEmbedder()
+    report = ingest(store, fruit, "fruits", model, prune=True)
+    assert (report.moved, report.added, report.updated, report.removed) == (3, 0, 0, 0)
+    assert model.batches == 0  # same content: the vectors moved with the points, nothing was re-embedded
+    assert store.count("fruits") == 21
+    assert not store.retrieve("fruits", [point_id(f"apple/{i}.png") for i in range(3)]).ids  # no duplicates
+    after = store.retrieve("fruits", [point_id(p) for p in ["banana/moved-0.png", "banana/sub/1.png",
+                                                            "apple/renamed-2.png"]], with_vectors=True)
+    np.testing.assert_allclose(after.vectors, before.vectors, atol=1e-6)
+    moved, kept, back = after.payloads
+    # unedited point: the new folder's label, with the move in its history
+    assert moved["label"] == "banana" and moved["label_original"] == "apple" and moved["path"] == "banana/moved-0.png"
+    assert moved["label_history"][-1]["action"] == "move" and moved["label_history"][-1]["from"] == "apple/0.png"
+    # edited point: the user's label wins, and the report says so
+    assert kept["label"] == "orange" and kept["label_history"][:-1] == before.payloads[1]["label_history"]
+    assert [(k.path, k.moved_from, k.label, k.folder_label) for k in report.kept_labels] == [
+        ("banana/sub/1.png", "apple/1.png", "orange", "banana")]
+    assert back["label"] == "apple" and len(back["label_history"]) == 3
+    for p in after.payloads:
+        assert _replay(p) == p["label"]
+    assert report.as_dict()["moved"] == 3 and report.as_dict()["kept_labels"][0]["label"] == "orange"
+    again = ingest(store, fruit, "fruits", ColorEmbedder())
+    assert (again.moved, again.unchanged) == (0, 21)
+
+
+def test_move_interrupted_between_copy_and_delete_is_finished(fruit, store):
+    ingest(store, fruit, "fruits", ColorEmbedder())
+    old = store.retrieve("fruits", [point_id("apple/0.png")], with_vectors=True)
+    (fruit / "apple" / "0.png").rename(fruit / "banana" / "moved.png")
+    ingest(store, fruit, "fruits", ColorEmbedder())
+    # what a kill after writing the new point and before deleting the old one leaves behind
+    store.upsert("fruits", old.ids, {"test-color": old.vectors}, old.payloads)
+    assert store.count("fruits") == 22
+    report = ingest(store, fruit, "fruits", ColorEmbedder())
+    assert report.moved == 1 and store.count("fruits") == 21
+    assert store.retrieve("fruits", [point_id("banana/moved.png")]).payloads[0]["label_history"][-1]["action"] == "move"
+
+
+def test_deleted_file_point_is_kept_unless_pruned_and_copies_move_once(fruit, store):
+    ingest(store, fruit, "fruits", ColorEmbedder())
+    # two new files with the content of one gone file: one is the moved file, the other a new copy
+    data = (fruit / "apple" / "0.png").read_bytes()
+    (fruit / "apple" / "0.png").unlink()
+    (fruit / "banana" / "copy-a.png").write_bytes(data)
+    (fruit / "banana" / "copy-b.png").write_bytes(data)
+    report = ingest(store, fruit, "fruits", ColorEmbedder())
+    assert (report.moved, report.added) == (1, 1) and store.count("fruits") == 22
+
+
+def test_symlinks_back_into_the_folder_are_skipped(fruit, store, tmp_path):
+    (fruit / "all").symlink_to(fruit, target_is_directory=True)  # `all -> .`
+    (fruit / "apple" / "again").symlink_to(fruit / "apple", target_is_directory=True)
+    (fruit / "banana" / "link.png").symlink_to(fruit / "banana" / "0.png")
+    outside = tmp_path / "elsewhere"
+    write_image(outside / "kiwi.png", (20, 200, 20))
+    (outside / "loop").symlink_to(outside, target_is_directory=True)
+    (fruit / "kiwi").symlink_to(outside, target_is_directory=True)  # a label folder kept elsewhere is followed
+    report = ingest(store, fruit, "fruits", ColorEmbedder())
+    assert report.added == 22 and store.count("fruits") == 22
+    assert set(store.count_by("fruits", "label")) == {"apple", "banana", "orange", "kiwi"}
+    reasons = {s.path: s.reason for s in report.skipped}
+    assert set(reasons) == {"all", "apple/again", "banana/link.png", "kiwi/loop"}
+    assert "symbolic link" in reasons["all"] and "loop" in reasons["kiwi/loop"]
