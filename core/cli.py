@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Sequence
 
@@ -127,7 +128,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.collection}: audited {len(report.points):,} points in {report.seconds:.1f} s")
     for name, r in report.results.items():
-        print(f"  {name}: {r.summary.get('flagged', 0):,} flagged" + (f" ({r.summary['note']})" if "note" in r.summary else ""))
+        flagged_n = int(report.table[f"is_{name}_issue"].sum())  # the same rows the CSV holds
+        print(f"  {name}: {flagged_n:,} flagged" + (f" ({r.summary['note']})" if "note" in r.summary else ""))
     if args.out:
         print(f"suspects written to {args.out}")
     return 0
@@ -143,8 +145,9 @@ def _jsonable(d: dict) -> dict:
 
 def cmd_relabel(args: argparse.Namespace) -> int:
     from .labels import default_user, relabel
+    from .store import parse_point_id
 
-    point: int | str = int(args.point) if args.point.isdigit() else args.point
+    point = parse_point_id(args.point)
     with _store(args) as store:
         known = set(map(str, store.count_by(args.collection, args.label_field)))
         if args.label not in known and not args.new_label:
@@ -164,28 +167,25 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     import time
-    from pathlib import Path
 
-    from .search import (SearchError, image_query_vector, model_for, parse_point_id, point_vector, search,
-                         hits_table, text_query_vector)
+    from .search import (image_query_vector, model_for, point_vector, read_image_file, search, hits_table,
+                         text_query_vector)
 
     started = time.perf_counter()
     filt = {args.label_field: args.label} if args.label else None
+    max_bytes = settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6
+    data = read_image_file(args.image, max_bytes) if args.image is not None else None  # fails before a model loads
     with _store(args) as store:
         spec = store.collection_info(args.collection).vector(args.vector or None)
         if args.point is not None:
-            vec = point_vector(store, args.collection, parse_point_id(args.point), spec.name)
+            vec = point_vector(store, args.collection, args.point, spec.name)
         else:
             model = model_for(spec.name, settings.get("ATLAS_CLIP_WEIGHTS"), settings.get("ATLAS_DEVICE"),
                               settings.get("ATLAS_CPU_BF16"))
-            if args.text is not None:
+            if data is None:
                 vec = text_query_vector(model, args.text)
             else:
-                path = Path(args.image)
-                if not path.is_file():
-                    raise SearchError(f"Image file {path} does not exist.")
-                vec = image_query_vector(model, path.read_bytes(), settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6,
-                                         settings.get("ATLAS_MAX_IMAGE_PIXELS"))
+                vec = image_query_vector(model, data, max_bytes, settings.get("ATLAS_MAX_IMAGE_PIXELS"))
         result = search(store, args.collection, vec, using=spec.name, k=args.k, filter=filt, hnsw_ef=args.hnsw_ef,
                         exact=args.exact, min_score=args.min_score, started=started)
     rows = hits_table(result.hits, args.label_field)
@@ -330,16 +330,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(ValueError):
+    """An argument out of its range; the message names the flag and a value that works."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise UsageError(message)
+
+
+def _finite(x: float | None, lo: float, hi: float) -> bool:
+    return x is not None and math.isfinite(x) and lo <= x <= hi
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Range checks argparse cannot express, run before any store or model opens (exit 1, not a traceback)."""
+    from .search import MAX_K
+
+    cmd = args.command
+    if cmd == "search":
+        _require(1 <= args.k <= MAX_K, f"--k must be a whole number from 1 to {MAX_K:,} (how many results), "
+                                       "e.g. --k 10.")
+        _require(args.hnsw_ef is None or 1 <= args.hnsw_ef <= 100_000,
+                 "--hnsw-ef must be from 1 to 100000 (e.g. --hnsw-ef 128); leave it out for the engine's default.")
+        _require(args.min_score is None or _finite(args.min_score, -1.0, 1.0),
+                 "--min-score is a cosine similarity from -1 to 1, e.g. --min-score 0.5.")
+        _require(args.text is None or bool(args.text.strip()),
+                 "--text is empty: describe the images you want, e.g. --text 'a red apple'.")
+    if cmd in ("search", "relabel") and args.point is not None:
+        from .store import parse_point_id
+
+        try:
+            args.point = parse_point_id(args.point)
+        except ValueError as exc:
+            raise UsageError(f"--point: {exc}") from None
+    if cmd == "audit":
+        from .audit import CHECKS
+
+        _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
+        _require(_finite(args.threshold, 0.0, 1.0),
+                 "--threshold is a probability from 0 to 1 (flag labels less likely than this), e.g. --threshold 0.05.")
+        checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+        unknown = [c for c in checks if c not in CHECKS]
+        _require(bool(checks) and not unknown, f"--checks takes a comma-separated list of {', '.join(CHECKS)}"
+                 + (f"; unknown: {', '.join(unknown)}" if unknown else "; it is empty") + ".")
+    if cmd == "project":
+        _require(args.max_points >= 0, "--max-points must be 0 (the ATLAS_MAP_MAX_POINTS default) or more.")
+        _require(args.n_neighbors is None or 2 <= args.n_neighbors <= 200, "--n-neighbors must be from 2 to 200.")
+        _require(args.min_dist is None or _finite(args.min_dist, 0.0, 10.0), "--min-dist must be from 0 to 10.")
+        _require(args.perplexity is None or _finite(args.perplexity, 1.0, 1000.0),
+                 "--perplexity must be from 1 to 1000.")
+        _require(args.seed is None or 0 <= args.seed < 2**32, "--seed must be from 0 to 4294967295.")
+    if cmd == "ingest":
+        _require(args.batch_size >= 0, "--batch-size must be 0 (the ATLAS_BATCH_SIZE default) or more.")
+    if cmd == "demo":
+        _require(args.per_class >= 1, "--per-class must be at least 1 image per class, e.g. --per-class 200.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .ingest import IngestError
+    from .labels import LabelError
     from .models import ModelError
     from .search import SearchError
     from .store import StoreError
 
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         return args.fn(args)
-    except (IngestError, ModelError, SearchError, StoreError, ValueError, LookupError) as exc:
+    except (IngestError, LabelError, ModelError, SearchError, StoreError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

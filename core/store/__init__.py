@@ -1,8 +1,8 @@
 """The store adapter: the only package that talks to Qdrant. `open_store` picks the engine from a location."""
 from __future__ import annotations
 
-from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
-                   StoreLocked, VectorSpec)
+from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, InvalidPointId, PointId, Points, Store,
+                   StoreError, StoreLocked, VectorSpec, parse_point_id, parse_point_ids)
 
 
 def open_store(url: str = "", api_key: str = "", path: str = "./data/qdrant") -> Store:
@@ -22,5 +22,6 @@ def open_from_settings() -> Store:
     return open_store(settings.get("QDRANT_URL"), settings.get("QDRANT_API_KEY"), settings.get("ATLAS_STORE_PATH"))
 
 
-__all__ = ["CollectionInfo", "CollectionNotFound", "Filter", "Hit", "PointId", "Points", "Store", "StoreError",
-           "StoreLocked", "VectorSpec", "open_store", "open_from_settings"]
+__all__ = ["CollectionInfo", "CollectionNotFound", "Filter", "Hit", "InvalidPointId", "PointId", "Points", "Store",
+           "StoreError", "StoreLocked", "VectorSpec", "open_store", "open_from_settings", "parse_point_id",
+           "parse_point_ids"]
