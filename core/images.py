@@ -21,6 +21,10 @@ except ImportError:
 # Our own pixel limit is checked before decoding; Pillow's is lifted so it does not fire first with its own wording.
 Image.MAX_IMAGE_PIXELS = None
 
+# Models scale the short side to ~224 px: a 5000x1 strip would become 1,120,000x224 (~750 MB). Past this ratio an
+# image is refused; up to it, the scaled image stays under ~15 MB.
+MAX_ASPECT_RATIO = 100
+
 
 class BadImage(Exception):
     """A file that cannot be used as an image; the message says why, in words a user understands."""
@@ -67,6 +71,9 @@ def decode(data: bytes, max_pixels: int, sha1: str | None = None) -> LoadedImage
             if width * height > max_pixels:
                 raise BadImage(f"too many pixels ({width}x{height} > ATLAS_MAX_IMAGE_PIXELS={max_pixels:,}); "
                                "possible decompression bomb")
+            if min(width, height) < 1 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise BadImage(f"extreme shape ({width}x{height}): width and height may differ at most "
+                               f"{MAX_ASPECT_RATIO}-fold; crop the image to its subject")
             img.seek(0)  # first frame of animations
             img.load()
             img = ImageOps.exif_transpose(img)
@@ -91,6 +98,19 @@ def read_file(path: Path) -> bytes:
 
 def load(path: Path | str, max_pixels: int) -> LoadedImage:
     return decode(read_file(Path(path)), max_pixels)
+
+
+def limit_aspect(img: Image.Image, ratio: int = MAX_ASPECT_RATIO) -> Image.Image:
+    """The centre of an image cropped to at most `ratio`:1, so that model preprocessing (short side to 224)
+    stays small for images that did not come through decode(). Unchanged for ordinary images."""
+    w, h = img.size
+    if w > ratio * h:
+        left = (w - ratio * h) // 2
+        return img.crop((left, 0, left + ratio * h, h))
+    if h > ratio * w:
+        top = (h - ratio * w) // 2
+        return img.crop((0, top, w, top + ratio * w))
+    return img
 
 
 def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:

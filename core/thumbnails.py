@@ -21,10 +21,13 @@ def image_source(payload: Mapping[str, Any], image_root: str | Path | None) -> s
     """Where the point's image lives: a file path (preferred, when it exists) or a URL."""
     rel = payload.get("path")
     if image_root and isinstance(rel, str) and rel:
-        root = Path(image_root).expanduser().resolve()
-        candidate = (root / rel).resolve()
-        if candidate.is_relative_to(root) and candidate.is_file():  # a payload cannot point outside the root
-            return str(candidate)
+        try:
+            root = Path(image_root).expanduser().resolve()
+            candidate = (root / rel).resolve()
+            if candidate.is_relative_to(root) and candidate.is_file():  # a payload cannot point outside the root
+                return str(candidate)
+        except (OSError, ValueError):  # a NUL byte or a name too long for the file system: no such file
+            pass
     for key in ("image_url", "url", "image"):
         value = payload.get(key)
         if isinstance(value, str) and value.startswith(("http://", "https://")):
@@ -49,7 +52,10 @@ def thumbnail(payload: Mapping[str, Any], image_root: str | Path | None, size: i
         return None
     key = source
     if not source.startswith("http"):
-        st = Path(source).stat()
+        try:
+            st = Path(source).stat()
+        except OSError:  # deleted since image_source looked
+            return None
         key = f"{source}:{st.st_mtime_ns}:{st.st_size}"
     cached = Path(cache_dir) / f"{hashlib.sha1(f'{key}:{size}'.encode()).hexdigest()}.jpg" if cache_dir else None
     if cached is not None and cached.is_file():

@@ -51,7 +51,10 @@ def test_missing_point_is_named(filled):
     store, _ = filled
     with pytest.raises(SearchError, match="No point with id 9999"):
         point_vector(store, "c", 9999)
-    assert parse_point_id("42") == 42 and parse_point_id(" 6f1c9a52-8a5e ") == "6f1c9a52-8a5e"
+    assert parse_point_id("42") == 42
+    assert parse_point_id(" 6F1C9A528A5E4B1A9C3D000000000001 ") == "6f1c9a52-8a5e-4b1a-9c3d-000000000001"
+    with pytest.raises(SearchError, match="not a point id.*UUID"):
+        parse_point_id("6f1c9a52-8a5e")  # a cut-off UUID is a typo, not an id
 
 
 def test_recommend_leaves_examples_out(filled):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import limit_aspect
 from .base import Embedder, ModelError, l2_normalize
 
 DEFAULT_ARCH = "ViT-B-32"
@@ -87,7 +88,7 @@ class OpenClipEmbedder(Embedder):
         self.dim = int(self.model.visual.output_dim)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return self._preprocess(image)
+        return self._preprocess(limit_aspect(image))  # open_clip scales the short side with no cap on the long
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(x.to(self.float_dtype))

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import limit_aspect
 from .base import Embedder, ModelError
 
 SIZE = 224
@@ -37,6 +38,7 @@ class EffNetLite0(Embedder):
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         # Shorter side to 224, centre crop; uint8 here, scaled in the batch (cheaper than per image).
+        image = limit_aspect(image)
         w, h = image.size
         scale = SIZE / min(w, h)
         image = image.resize((max(SIZE, round(w * scale)), max(SIZE, round(h * scale))), Image.BILINEAR)
