@@ -4,7 +4,8 @@ import streamlit as st
 
 from core import labels as label_ops
 from core.catalog import payload_text
-from ui.audit import audit_with_status, changed_ids, record, user
+from ui.audit import (act, audit_with_status, handled_ids, keep, md_escape, relabel_chosen, show_message, undo_last,
+                      version)
 from ui.common import require_collection, thumb
 
 PER_PAGE = 10
@@ -41,7 +42,9 @@ report = held[1]
 for note in report.notes:
     st.info(note)
 table = report.table
-done = changed_ids()
+done = handled_ids()
+field = report.label_field or "label"
+show_message()
 st.session_state["audit_suspects"] = {"collection": s.name, "ids": list(report.suspects("label")["id"])}
 
 cols = st.columns(5)
@@ -58,15 +61,19 @@ if label_summary.get("note"):
 known_labels = sorted({str(v) for v in table["label"].dropna()})
 
 
-def show_point(row: pd.Series, key: str) -> None:
-    """A suspect beside its nearest neighbours, with the actions for it."""
+def show_point(row: pd.Series, key: str, kind: str) -> None:
+    """A suspect beside its nearest neighbours, with the actions that fit the check (`kind`: label, outlier).
+    Every action is a button whose callback writes once."""
     r = int(row.name)
+    pid, label = row["id"], row["label"]
     left, right = st.columns([1, 4])
     with left:
         st.image(thumb(report.points.payloads[r], ctx, 128), width=128)
-        st.text(f"given: {payload_text(row['label'], 40)}\n{payload_text(row.get('file_name') or '', 40)}")
-        if "label_score" in row and pd.notna(row.get("label_score")):
-            st.text(f"score {row['label_score']:.3f}\nsuggested: {payload_text(row['suggested_label'], 30)}")
+        st.text(f"given: {payload_text(label, 40)}\n{payload_text(row.get('file_name') or '', 40)}")
+        if kind == "label" and pd.notna(row.get("label_score")):
+            st.text(f"label score {row['label_score']:.3f}\nsuggested: {payload_text(row['suggested_label'], 30)}")
+        if kind == "outlier" and pd.notna(row.get("outlier_score")):
+            st.text(f"outlier score {row['outlier_score']:.3f}\ndistance {row['outlier_distance']:.3f}")
     with right:
         neighbours = report.knn.indices[r][:6]
         ncols = st.columns(6)
@@ -74,19 +81,25 @@ def show_point(row: pd.Series, key: str) -> None:
             with ncols[j]:
                 st.image(thumb(report.points.payloads[n], ctx, 96), width=96)
                 st.text(f"{payload_text(table.at[n, 'label'], 20)}\nsim {report.knn.similarities[r][j]:.2f}")
-        a1, a2, a3 = st.columns(3)
-        if "suggested_label" in row and row.get("suggested_label") is not None and \
-                a1.button(f"Accept '{payload_text(row['suggested_label'], 20)}'", key=f"{key}_accept"):
-            record(label_ops.relabel(ctx.store, s.name, [row["id"]], row["suggested_label"], user(),
-                                     report.label_field or "label"))
-            st.rerun()
-        if a2.button("Mark correct", key=f"{key}_confirm"):
-            record(label_ops.confirm(ctx.store, s.name, [row["id"]], user(), report.label_field or "label"))
-            st.rerun()
-        choice = a3.selectbox("Other label", ["…"] + known_labels, key=f"{key}_other", label_visibility="collapsed")
-        if choice != "…":
-            record(label_ops.relabel(ctx.store, s.name, [row["id"]], choice, user(), report.label_field or "label"))
-            st.rerun()
+        a1, a2, a3, a4 = st.columns(4)
+        suggested = row.get("suggested_label")
+        if kind == "label":
+            if suggested is not None and pd.notna(suggested) and suggested != label:
+                a1.button(f"Accept '{md_escape(payload_text(suggested, 20))}'", key=f"{key}_accept", on_click=act,
+                          args=(label_ops.relabel, ctx.store, s.name, [pid], field, suggested))
+            a2.button("Mark correct", key=f"{key}_confirm", on_click=act,
+                      args=(label_ops.confirm, ctx.store, s.name, [pid], field))
+        else:
+            a1.button("Keep", key=f"{key}_keep", on_click=keep, args=(ctx.store, s.name, pid, field),
+                      help="The image belongs here: drop it from this list (its label is marked correct).")
+            a2.button("Delete", key=f"{key}_delete", on_click=act,
+                      args=(label_ops.delete_points, ctx.store, s.name, [pid], field),
+                      help="Remove the point from the collection (undo in the Changes tab brings it back).")
+        others = [lab for lab in known_labels if lab != label]
+        choice = a3.selectbox("Other label", others, index=None, placeholder="Other label…", key=f"{key}_other",
+                              label_visibility="collapsed")
+        a4.button("Relabel", key=f"{key}_relabel", disabled=choice is None, on_click=relabel_chosen,
+                  args=(ctx.store, s.name, pid, field, f"{key}_other"))
 
 
 tabs = st.tabs(["Label issues", "Class confusion", "Outliers", "Near-duplicates", "Unlabeled", "Changes"])
@@ -104,38 +117,36 @@ with tabs[0]:
             suspects = suspects[suspects["label"].isin(given)]
         if suggested:
             suspects = suspects[suspects["suggested_label"].isin(suggested)]
-        st.caption(f"{len(suspects):,} suspects, most likely wrong first. Fixed in this session: {len(done):,}.")
+        st.caption(f"{len(suspects):,} suspects, most likely wrong first. Fixed in this session: "
+                   f"{len(done):,}.")
         view = suspects[["id", "label", "suggested_label", "label_score", "suggestion_confidence",
                          "neighbour_agreement", "file_name"]]
+        # keyed by the action count: a selection is of row positions, which shift once changed points drop out
         picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun",
-                              selection_mode="multi-row", key="audit_table")
-        rows = list(view.iloc[picked.selection.rows]["id"]) if picked and picked.selection.rows else []
-        if rows:
-            b1, b2, b3 = st.columns(3)
-            if b1.button(f"Accept suggestions for {len(rows)} selected", key="audit_bulk_accept"):
-                for pid in rows:
-                    new = suspects.loc[suspects["id"] == pid, "suggested_label"].iloc[0]
-                    record(label_ops.relabel(ctx.store, s.name, [pid], new, user(), report.label_field or "label"))
-                st.rerun()
-            if b2.button(f"Mark {len(rows)} correct", key="audit_bulk_confirm"):
-                record(label_ops.confirm(ctx.store, s.name, rows, user(), report.label_field or "label"))
-                st.rerun()
-            target = b3.text_input("Set selected to label", key="audit_bulk_label")
-            if target.strip():
-                if target.strip() not in known_labels and not st.checkbox(
-                        f"'{target.strip()}' is a new label: create it", key="audit_bulk_new"):
-                    st.stop()
-                if st.button(f"Set {len(rows)} to '{target.strip()}'", key="audit_bulk_set"):
-                    record(label_ops.relabel(ctx.store, s.name, rows, target.strip(), user(),
-                                             report.label_field or "label"))
-                    st.rerun()
+                              selection_mode="multi-row", key=f"audit_table_{version()}")
+        rows = view.iloc[picked.selection.rows] if picked and picked.selection.rows else view.iloc[0:0]
+        if len(rows):
+            ids = list(rows["id"])
+            accept = {pid: new for pid, new, old in zip(rows["id"], rows["suggested_label"], rows["label"])
+                      if new is not None and pd.notna(new) and new != old}
+            b1, b2, b3, b4 = st.columns(4)
+            b1.button(f"Accept {len(accept)} suggestions", key="audit_bulk_accept", disabled=not accept,
+                      on_click=act, args=(label_ops.relabel_each, ctx.store, s.name, accept, field),
+                      help="One step: a single undo reverts them all.")
+            b2.button(f"Mark {len(ids)} correct", key="audit_bulk_confirm", on_click=act,
+                      args=(label_ops.confirm, ctx.store, s.name, ids, field))
+            target = b3.text_input("Set selected to label", key="audit_bulk_label").strip()
+            new_label = bool(target) and target not in known_labels
+            create = new_label and b3.checkbox("This is a new label: create it", key="audit_bulk_new")
+            b4.button(f"Set label of {len(ids)}", key="audit_bulk_set",
+                      disabled=not target or (new_label and not create), on_click=act, args=(label_ops.relabel, ctx.store, s.name, ids, field, target))
         st.download_button("Export suspects (CSV)", suspects.to_csv(index=False), f"{s.name}-suspects.csv",
                            "text/csv", key="audit_export")
         pages = max(1, -(-len(suspects) // PER_PAGE))
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="audit_page") if pages > 1 else 1
-        for i, (_, row) in enumerate(suspects.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].iterrows()):
+        for _, row in suspects.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].iterrows():
             st.divider()
-            show_point(row, f"audit_pt_{row.name}")
+            show_point(row, f"audit_pt_{row.name}", "label")
 
 with tabs[1]:
     if "label" in report.results and not report.results["label"].extra.get("confusion", pd.DataFrame()).empty:
@@ -148,14 +159,23 @@ with tabs[1]:
         st.info("No label issues, so no confusion between labels.")
 
 with tabs[2]:
-    if "outlier" in report.results:
+    if "outlier" not in report.results:
+        st.info("The outlier check was not run.")
+    else:
+        summary = report.results["outlier"].summary
         outliers = report.suspects("outlier")
-        st.caption(f"{len(outliers):,} points farther from their neighbours than "
-                   f"{report.results['outlier'].summary['distance_limit']:.3f} (median + 3 MAD).")
-        st.dataframe(outliers[["id", "label", "outlier_score", "outlier_distance", "file_name"]], hide_index=True)
+        outliers = outliers[~outliers["id"].isin(done)]
+        if "distance_limit" in summary:
+            st.caption(f"{len(outliers):,} points farther from their neighbours than "
+                       f"{summary['distance_limit']:.3f} (median + 3 MAD), most isolated first.")
+        else:  # too few points to judge
+            st.info(f"No outliers: {summary.get('note', 'too few points to judge')}.")
+        if len(outliers):
+            st.dataframe(outliers[["id", "label", "outlier_score", "outlier_distance", "file_name"]],
+                         hide_index=True)
         for _, row in outliers.head(PER_PAGE).iterrows():
             st.divider()
-            show_point(row, f"audit_out_{row.name}")
+            show_point(row, f"audit_out_{row.name}", "outlier")
 
 with tabs[3]:
     if "duplicate" in report.results:
@@ -172,10 +192,8 @@ with tabs[3]:
                     st.image(thumb(report.points.payloads[m], ctx, 96), width=96)
                     st.text(f"{payload_text(table.at[m, 'label'], 20)}\n"
                             f"{'exact copy' if table.at[m, 'exact_copy'] else ''}")
-                    if st.button("Delete", key=f"audit_del_{g}_{m}"):
-                        record(label_ops.delete_points(ctx.store, s.name, [table.at[m, "id"]], user(),
-                                                       report.label_field or "label"))
-                        st.rerun()
+                    st.button("Delete", key=f"audit_del_{g}_{m}", on_click=act,
+                              args=(label_ops.delete_points, ctx.store, s.name, [table.at[m, "id"]], field))
 
 with tabs[4]:
     if "label" in report.results:
@@ -185,25 +203,24 @@ with tabs[4]:
             min_conf = st.slider("Accept suggestions with confidence at least", 0.5, 1.0, 0.9, key="audit_min_conf")
             confident = unl[unl["suggestion_confidence"] >= min_conf]
             st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
-            if st.button(f"Accept {len(confident):,} confident suggestions", key="audit_accept_unlabeled"):
-                for new, part in confident.groupby("suggested_label"):
-                    record(label_ops.relabel(ctx.store, s.name, list(part["id"]), new, user(),
-                                             report.label_field or "label"))
-                st.rerun()
+            st.button(f"Accept {len(confident):,} confident suggestions", key="audit_accept_unlabeled",
+                      disabled=confident.empty, on_click=act,
+                      args=(label_ops.relabel_each, ctx.store, s.name,
+                            dict(zip(confident["id"], confident["suggested_label"])), field),
+                      help="One step: a single undo reverts them all.")
 
 with tabs[5]:
     changes = st.session_state.get("audit_changes", [])
     st.caption(f"{len(changes):,} changes in this session, written to Qdrant (label_original and label_history "
-               "are kept in each point's payload).")
+               "are kept in each point's payload). Changes made by one click are one step.")
     if changes:
         log = pd.DataFrame([c.as_row() for c in changes])
-        st.dataframe(log, hide_index=True)
+        st.dataframe(log.drop(columns=["collection", "id"]), hide_index=True, key="audit_log")
         st.download_button("Export change log (CSV)", log.to_csv(index=False), f"{s.name}-changes.csv", "text/csv",
                            key="audit_export_changes")
-        if st.button("Undo the last change", key="audit_undo"):
-            label_ops.undo(ctx.store, [changes[-1]], user(), report.label_field or "label")
-            changes.pop()
-            st.rerun()
-    if st.button("Re-run the audit with the new labels", key="audit_rerun"):
-        st.session_state["audit_force"] = True
-        st.rerun()
+        last = changes[-1].batch
+        n_last = sum(c.batch == last for c in changes) if last else 1
+        st.button(f"Undo the last step ({n_last} change{'s' if n_last != 1 else ''})", key="audit_undo",
+                  on_click=undo_last, args=(ctx.store, field))
+    st.button("Re-run the audit with the new labels", key="audit_rerun",
+              on_click=lambda: st.session_state.update(audit_force=True))

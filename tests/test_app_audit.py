@@ -1,0 +1,151 @@
+"""AppTest over the Audit page's actions: each user action writes exactly once, whatever the reruns."""
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.ingest import ingest, point_id
+from core.labels import relabel
+from core.store import open_store
+from tests.conftest import ROOT
+from tests.fakes import ColorEmbedder, write_image
+from ui.common import get_store
+
+
+@pytest.fixture
+def colors_env(tmp_path, monkeypatch):
+    """Three colour classes, a red image filed under 'blue' and a green one under 'red' (label issues), and a black
+    one (an outlier)."""
+    folder = tmp_path / "colors"
+    rng = np.random.default_rng(0)
+    for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
+        for i in range(12):
+            jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
+            write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
+    write_image(folder / "blue" / "odd.png", (225, 25, 35))
+    write_image(folder / "red" / "greenish.png", (35, 205, 45))
+    write_image(folder / "blue" / "dark.png", (0, 0, 0))
+    store_path = tmp_path / "qdrant"
+    with open_store(path=str(store_path)) as store:
+        ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return store_path
+
+
+def _audit(timeout: int = 60) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout).run()
+    at.switch_page("app_pages/audit.py").run()
+    at.slider(key="audit_threshold").set_value(0.2)  # 39 toy points give soft probabilities
+    at.button[0].click().run()  # Run audit
+    assert not at.exception, at.exception
+    return at
+
+
+def _history_entries(store_path) -> int:
+    store = get_store("", "", str(store_path))  # the app's own handle: the folder admits one opener
+    return sum(len(p.get("label_history") or []) for p in store.scroll("colors", with_vectors=False).payloads)
+
+
+def _row(at: AppTest, file: str):
+    """The audit table's row of a file (its index keys the card's widgets)."""
+    table = at.session_state["audit_report"][1].table
+    return table[table["id"] == point_id(file)].iloc[0]
+
+
+def test_outlier_relabel_writes_once_over_many_reruns(colors_env):
+    at = _audit()
+    row = _row(at, "blue/dark.png")
+    assert row.is_outlier_issue
+    key = f"audit_out_{row.name}"
+    at.selectbox(key=f"{key}_other").set_value("green").run()  # choosing a label is not yet an action
+    for _ in range(3):
+        at.run()
+    assert not at.exception, at.exception
+    assert _history_entries(colors_env) == 0
+    at.button(key=f"{key}_relabel").click().run()  # the one user action
+    for _ in range(3):
+        at.run()
+    assert not at.exception, at.exception
+    assert _history_entries(colors_env) == 1
+    store = get_store("", "", str(colors_env))
+    assert store.retrieve("colors", [row.id]).payloads[0]["label"] == "green"
+    assert f"{key}_other" not in [s.key for s in at.selectbox]  # the changed point left the Outliers list
+    assert not any(row.id in set(d.value["id"]) for d in at.dataframe if "outlier_score" in d.value.columns)
+
+
+def test_outlier_cards_show_the_outlier_score_and_keep_writes_once(colors_env):
+    at = _audit()
+    dark = _row(at, "blue/dark.png")
+    assert f"audit_out_{dark.name}_accept" not in [b.key for b in at.button]  # no suggestion to accept here
+    assert any(t.value.startswith(f"outlier score {dark.outlier_score:.3f}") for t in at.text)
+    at.button(key=f"audit_out_{dark.name}_keep").click().run()
+    at.run()
+    assert _history_entries(colors_env) == 1  # confirmed once
+    assert f"audit_out_{dark.name}_keep" not in [b.key for b in at.button]
+    labels = [b.label for b in at.button if b.label.startswith("Accept '")]
+    rows = at.session_state["audit_report"][1].table
+    for b in at.button:
+        if b.key and b.key.endswith("_accept") and b.key.startswith("audit_pt_"):
+            r = rows.loc[int(b.key.split("_")[2])]
+            assert r.suggested_label != r.label, labels  # never an accept of the label the point has
+
+
+def test_bulk_accept_is_one_undo_step(colors_env):
+    at = _audit()
+    suspects = at.session_state["audit_report"][1].suspects("label")
+    n = len(suspects)
+    assert n >= 2, "the toy set should give a few suspects at this threshold"
+    at.session_state["audit_table_0"] = {"selection": {"rows": list(range(n)), "columns": []}}
+    at.run()
+    [accept] = [b for b in at.button if b.key == "audit_bulk_accept"]
+    accept.click().run()
+    at.run()
+    assert not at.exception, at.exception
+    changed = len(at.session_state["audit_changes"])
+    assert changed == _history_entries(colors_env) >= 2
+    assert len({c.batch for c in at.session_state["audit_changes"]}) == 1
+    log = [d.value for d in at.dataframe if "file_name" in d.value.columns and "batch" in d.value.columns]
+    assert log and "id" not in log[0].columns and set(log[0]["file_name"]) <= {f"{i}.png" for i in range(12)} | {
+        "odd.png", "greenish.png", "dark.png"}
+    at.button(key="audit_undo").click().run()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["audit_changes"] == []
+    assert _history_entries(colors_env) == 2 * changed  # each change and its undo, nothing more
+    store = get_store("", "", str(colors_env))
+    now = {p["file_name"]: p["label"] for p in store.scroll("colors", with_vectors=False).payloads}
+    assert now["odd.png"] == "blue"
+
+
+def test_undo_after_a_later_change_elsewhere_is_refused_with_a_message(colors_env):
+    at = _audit()
+    odd = _row(at, "blue/odd.png")
+    at.button(key=f"audit_pt_{odd.name}_accept").click().run()
+    store = get_store("", "", str(colors_env))
+    assert store.retrieve("colors", [odd.id]).payloads[0]["label"] == "red"
+    relabel(store, "colors", [odd.id], "green", by="cli")  # e.g. the CLI, or another tab
+    at.button(key="audit_undo").click().run()
+    assert not at.exception, at.exception
+    assert any("changed again" in e.value and "cli" in e.value for e in at.error), [e.value for e in at.error]
+    assert store.retrieve("colors", [odd.id]).payloads[0]["label"] == "green"
+    assert len(at.session_state["audit_changes"]) == 1  # still listed: it can be undone once 'green' is
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_tiny_collection_gets_a_message_not_a_traceback(tmp_path, monkeypatch, n):
+    folder = tmp_path / "tiny"
+    for i in range(n):
+        write_image(folder / "a" / f"{i}.png", (200, 10 * i, 10))
+    with open_store(path=str(tmp_path / "qdrant")) as store:
+        ingest(store, folder, "tiny", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(tmp_path / "qdrant"))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/audit.py").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    infos = [i.value for i in at.info]
+    assert any(f"Only {n} points" in i for i in infos), infos
+    assert n > 1 or any("too few points to judge outliers" in i for i in infos), infos
