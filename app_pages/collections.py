@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core.catalog import NO_LABEL, samples_by_label
+from core.store import StoreError
 from ui.common import gallery
 
 MAX_LABELS_WITH_SAMPLES = 12
@@ -59,7 +60,11 @@ if not ctx.image_root:
     st.caption("No image folder is set for this collection: images come from `image_url` where the payload has "
                "one. Set the folder in the sidebar to show local files.")
 raw_values = {str(k): k for k in ctx.store.count_by(s.name, s.label_field)}
-samples = samples_by_label(ctx.store, s.name, s.label_field, [raw_values.get(x, x) for x in shown], per_label=4)
+try:
+    samples = samples_by_label(ctx.store, s.name, s.label_field, [raw_values.get(x, x) for x in shown], per_label=4)
+except StoreError as exc:  # e.g. a label field whose name Qdrant cannot filter on
+    st.info(f"No samples per label: {exc}")
+    st.stop()
 for label, pts in samples.items():
     st.text(f"{label} — {s.labels.get(str(label), 0):,} points")
     gallery(pts.payloads, ctx, s.label_field, columns=8, size=96)

@@ -5,7 +5,8 @@ from core.catalog import payload_text
 from core.graph import build_graph, graph_figure, neighbourhood_graph
 from core.maps import compute_map
 from core.points import load_points, load_vectors
-from core.search import parse_point_id
+from core.search import SearchError, parse_point_id
+from core.store import StoreError
 from ui.common import require_collection, thumb
 from ui.maps import array_cache
 
@@ -27,7 +28,7 @@ if search and search[0] == s.name and search[1].hits:
 with st.form("graph_form"):
     c1, c2, c3 = st.columns(3)
     source = c1.selectbox("Start from", sources, key="graph_source")
-    sample = c2.number_input("Sample size", 10, 5000, min(1000, s.points), key="graph_sample")
+    sample = c2.number_input("Sample size", 2, 5000, min(1000, s.points), key="graph_sample")
     k = c3.slider("Neighbours per node (k)", 1, 20, 5, key="graph_k")
     d1, d2, d3 = st.columns(3)
     ids_text = d1.text_input("Point ids (comma-separated)", key="graph_ids")
@@ -39,7 +40,12 @@ with st.form("graph_form"):
 if drawn:
     start: list = []
     if source.startswith("Around points"):
-        start = [parse_point_id(x) for x in ids_text.split(",") if x.strip()]
+        try:
+            start = [parse_point_id(x) for x in ids_text.split(",") if x.strip()]
+        except SearchError as exc:
+            st.session_state.pop("graph_request", None)  # a failed request must not be redrawn on every rerun
+            st.error(str(exc))
+            st.stop()
         if not start:
             st.error("Give at least one point id, or start from a sample.")
             st.stop()
@@ -57,7 +63,9 @@ if not req or req["collection"] != s.name:
             "that is where label errors and confused classes show.")
     st.stop()
 
-with st.spinner("Building the graph…"):
+
+def build(req: dict):
+    """The requested graph; store errors propagate to the one handler below."""
     if req["start"]:
         graph = neighbourhood_graph(ctx.store, s.name, req["start"], ctx.label_field, k=req["k"], tree=req["tree"])
     else:
@@ -81,6 +89,16 @@ with st.spinner("Building the graph…"):
         graph = build_graph(pts.ids, pts.payloads, load_vectors(ctx.store, pts, req["filter"]), ctx.label_field,
                             k=req["k"], tree=req["tree"], layout="map" if coords is not None else "force",
                             coords=coords)
+    return graph
+
+
+try:
+    with st.spinner("Building the graph…"):
+        graph = build(req)
+except (SearchError, StoreError, LookupError) as exc:  # e.g. ids from another page that no longer parse
+    st.session_state.pop("graph_request", None)  # drawn again only when the user asks again
+    st.error(f"The graph cannot be drawn: {exc}")
+    st.stop()
 if graph.ids == []:
     st.warning("None of the start points exist any more.")
     st.stop()

@@ -6,8 +6,9 @@ import streamlit as st
 from core import settings
 from core.figures import group_names, map_figure
 from core.maps import compute_map
-from core.search import (SearchError, hits_table, image_query_vector, model_for, parse_point_id, point_vector,
-                         recommend, search, text_query_vector)
+from core.search import (SearchError, hits_table, image_query_vector, model_for, point_vector, recommend, search,
+                         text_query_vector)
+from core.store import StoreError
 from ui.common import require_collection, thumb
 from ui.maps import array_cache
 
@@ -44,7 +45,7 @@ def get_model():
 def run(query) -> None:
     try:
         st.session_state["search_result"] = (s.name, query())
-    except SearchError as exc:
+    except (SearchError, StoreError) as exc:  # a bad id, image or filter: say so, keep no stale result
         st.session_state.pop("search_result", None)
         st.error(str(exc))
 
@@ -77,8 +78,8 @@ with tab_point:
     point = st.text_input("Point id", value=str(handoff_ids[0]) if handoff_ids else "", key="search_point")
     if st.button("More like this", key="search_by_point") and point.strip():
         started = time.perf_counter()
-        run(lambda: search(ctx.store, s.name, point_vector(ctx.store, s.name, parse_point_id(point), vector),
-                           started=started, **opts))
+        run(lambda: search(ctx.store, s.name, point_vector(ctx.store, s.name, point, vector), started=started,
+                           **opts))
 with tab_examples:
     pos = st.text_area("Positive example ids (one per line)", "\n".join(map(str, handoff_ids)), key="search_pos")
     neg = st.text_area("Negative example ids (one per line)", key="search_neg")
@@ -87,9 +88,9 @@ with tab_examples:
         def query():
             extra = [image_query_vector(get_model(), pos_upload.getvalue(), max_bytes,
                                         settings.get("ATLAS_MAX_IMAGE_PIXELS"))] if pos_upload else []
-            return recommend(ctx.store, s.name, [parse_point_id(x) for x in pos.splitlines() if x.strip()],
-                             [parse_point_id(x) for x in neg.splitlines() if x.strip()], positive_vectors=extra,
-                             using=vector, k=int(k), filter=filt)
+            return recommend(ctx.store, s.name, [x for x in pos.splitlines() if x.strip()],
+                             [x for x in neg.splitlines() if x.strip()], positive_vectors=extra, using=vector,
+                             k=int(k), filter=filt)
         run(query)
 
 held = st.session_state.get("search_result")

@@ -127,6 +127,9 @@ def neighbourhood_graph(store: Store, collection: str, start: list[PointId], lab
             nodes.append(pid)
             nxt.extend(h.id for h in store.query(collection, vec, using=vector, k=k + 1) if h.id not in seen)
         frontier = nxt
+    if not nodes:  # none of the start points exist (any more)
+        return Graph([], [], [], np.zeros((0, 2), np.int64), np.zeros(0, np.float32), np.zeros(0, bool),
+                     np.zeros((0, 2), np.float32))
     pts = store.retrieve(collection, nodes, vector=vector, with_vectors=True)
     return build_graph(pts.ids, pts.payloads, pts.vectors, label_field, k, tree)
 

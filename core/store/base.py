@@ -31,6 +31,7 @@ class InvalidPointId(StoreError, ValueError):
     """Text or a number that cannot be a Qdrant point id."""
 
 
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
 MAX_POINT_ID = 2**64 - 1  # Qdrant's numeric ids are unsigned 64-bit
 ID_HELP = (f"a point id is a whole number from 0 to {MAX_POINT_ID} or a UUID such as "
            "123e4567-e89b-12d3-a456-426614174000 (copy it from a results table; a file name is not an id)")
@@ -44,8 +45,8 @@ def parse_point_id(value: Any) -> PointId:
         return str(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isascii() and text.isdigit():
-            value = int(text)
+        if _INT_TEXT.fullmatch(text):
+            value = int(text)  # "-1" is out of range, not "not an id"
         else:
             try:
                 return str(uuid.UUID(text))
