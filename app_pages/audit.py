@@ -59,6 +59,12 @@ if label_summary.get("note"):
     st.warning(label_summary["note"])
 
 known_labels = sorted({str(v) for v in table["label"].dropna()})
+# The table holds labels as text; a change writes the label as the collection stores it (3, not "3").
+stored = {str(p.get(field)): p.get(field) for p in report.points.payloads if p.get(field) is not None}
+
+
+def typed(label: str):
+    return stored.get(label, label)
 
 
 def show_point(row: pd.Series, key: str, kind: str) -> None:
@@ -86,7 +92,7 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
         if kind == "label":
             if suggested is not None and pd.notna(suggested) and suggested != label:
                 a1.button(f"Accept '{md_escape(payload_text(suggested, 20))}'", key=f"{key}_accept", on_click=act,
-                          args=(label_ops.relabel, ctx.store, s.name, [pid], field, suggested))
+                          args=(label_ops.relabel, ctx.store, s.name, [pid], field, typed(suggested)))
             a2.button("Mark correct", key=f"{key}_confirm", on_click=act,
                       args=(label_ops.confirm, ctx.store, s.name, [pid], field))
         else:
@@ -95,9 +101,9 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
             a2.button("Delete", key=f"{key}_delete", on_click=act,
                       args=(label_ops.delete_points, ctx.store, s.name, [pid], field),
                       help="Remove the point from the collection (undo in the Changes tab brings it back).")
-        others = [lab for lab in known_labels if lab != label]
+        others = [typed(lab) for lab in known_labels if lab != label]
         choice = a3.selectbox("Other label", others, index=None, placeholder="Other label…", key=f"{key}_other",
-                              label_visibility="collapsed")
+                              format_func=str, label_visibility="collapsed")
         a4.button("Relabel", key=f"{key}_relabel", disabled=choice is None, on_click=relabel_chosen,
                   args=(ctx.store, s.name, pid, field, f"{key}_other"))
 
@@ -127,7 +133,7 @@ with tabs[0]:
         rows = view.iloc[picked.selection.rows] if picked and picked.selection.rows else view.iloc[0:0]
         if len(rows):
             ids = list(rows["id"])
-            accept = {pid: new for pid, new, old in zip(rows["id"], rows["suggested_label"], rows["label"])
+            accept = {pid: typed(new) for pid, new, old in zip(rows["id"], rows["suggested_label"], rows["label"])
                       if new is not None and pd.notna(new) and new != old}
             b1, b2, b3, b4 = st.columns(4)
             b1.button(f"Accept {len(accept)} suggestions", key="audit_bulk_accept", disabled=not accept,
@@ -139,7 +145,8 @@ with tabs[0]:
             new_label = bool(target) and target not in known_labels
             create = new_label and b3.checkbox("This is a new label: create it", key="audit_bulk_new")
             b4.button(f"Set label of {len(ids)}", key="audit_bulk_set",
-                      disabled=not target or (new_label and not create), on_click=act, args=(label_ops.relabel, ctx.store, s.name, ids, field, target))
+                      disabled=not target or (new_label and not create), on_click=act,
+                      args=(label_ops.relabel, ctx.store, s.name, ids, field, typed(target)))
         st.download_button("Export suspects (CSV)", suspects.to_csv(index=False), f"{s.name}-suspects.csv",
                            "text/csv", key="audit_export")
         pages = max(1, -(-len(suspects) // PER_PAGE))
@@ -206,7 +213,8 @@ with tabs[4]:
             st.button(f"Accept {len(confident):,} confident suggestions", key="audit_accept_unlabeled",
                       disabled=confident.empty, on_click=act,
                       args=(label_ops.relabel_each, ctx.store, s.name,
-                            dict(zip(confident["id"], confident["suggested_label"])), field),
+                            {pid: typed(new) for pid, new in zip(confident["id"], confident["suggested_label"])},
+                            field),
                       help="One step: a single undo reverts them all.")
 
 with tabs[5]:

@@ -83,6 +83,11 @@ def _history(payload: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, A
     return [*(payload.get("label_history") or []), entry]
 
 
+def _same(old: Any, new: Any) -> bool:
+    """The audit and the UI compare labels as text: 3 -> "3" would be a change that changes nothing."""
+    return old == new or (old is not None and str(old) == str(new))
+
+
 def _review_fields(payload: dict[str, Any]) -> dict[str, Any]:
     return {k: payload.get(k) for k in ("reviewed", "label_confirmed")}
 
@@ -111,7 +116,7 @@ def relabel_each(store: Store, collection: str, new_labels: Mapping[PointId, Any
         current = store.retrieve(collection, list(new_labels))
         for pid, payload in zip(current.ids, current.payloads):
             old, new = payload.get(label_field), new_labels[pid]
-            if old == new:
+            if _same(old, new):
                 continue
             at = _now()
             entry = _entry(old, new, at, by, action)

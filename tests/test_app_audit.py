@@ -149,3 +149,20 @@ def test_a_tiny_collection_gets_a_message_not_a_traceback(tmp_path, monkeypatch,
     infos = [i.value for i in at.info]
     assert any(f"Only {n} points" in i for i in infos), infos
     assert n > 1 or any("too few points to judge outliers" in i for i in infos), infos
+
+
+def test_bulk_set_to_a_new_label_needs_a_tick_and_leaves_the_page_whole(colors_env):
+    at = _audit()
+    at.session_state["audit_table_0"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.text_input(key="audit_bulk_label").set_value("  ").run()
+    assert at.button(key="audit_bulk_set").disabled  # blank: nothing to set
+    at.text_input(key="audit_bulk_label").set_value(" purple ").run()
+    assert at.button(key="audit_bulk_set").disabled
+    assert "audit_rerun" in [b.key for b in at.button]  # the tabs after it still draw
+    at.checkbox(key="audit_bulk_new").check().run()
+    at.button(key="audit_bulk_set").click().run()
+    at.run()
+    assert not at.exception, at.exception
+    [change] = at.session_state["audit_changes"]
+    assert change.new_label == "purple" and _history_entries(colors_env) == 1

@@ -151,3 +151,10 @@ def test_change_rows_name_the_file_and_keep_the_id(pts):
     [change] = relabel(store, "c", [ids[0]], "coat", by="ann")
     row = change.as_row()
     assert row["file_name"] == "img1.png" and row["id"] == ids[0] and row["batch"] == change.batch
+
+
+def test_a_number_label_given_as_text_is_no_change(store):
+    store.create_collection("n", {"m": 8})
+    store.upsert("n", [1, 2], {"m": unit_rows(2, 8)}, [{"label": 3}, {"label": 4}])
+    assert [c.id for c in relabel(store, "n", [1, 2], "3", by="ann")] == [2]  # the UI and audit show 3 as "3"
+    assert store.retrieve("n", [1]).payloads[0] == {"label": 3}
