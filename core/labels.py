@@ -217,7 +217,10 @@ def _plan_undo(store: Store, collection: str, pid: PointId, group: list[Change],
             payload["label_confirmed"] = None  # a change made before review fields were recorded
     if restore_vectors is not None:
         return collection, pid, restore_vectors, payload, None
-    update = {k: v for k, v in payload.items() if original is None or k not in original or original[k] != v}
+    # Keys that were absent stay absent where possible; one that a change added comes back as None (the Store
+    # API has no payload-key delete), which every reader treats as absent.
+    update = {k: v for k, v in payload.items() if (k in original and original[k] != v) or
+              (k not in original and v is not None)}
     return collection, pid, None, payload, update
 
 
