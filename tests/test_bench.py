@@ -54,3 +54,14 @@ def test_explore_benchmark_runs(tmp_path):
     _run("explore.py", "--no-browser", "--out", str(tmp_path / "explore.json"))
     result = json.loads((tmp_path / "explore.json").read_text())
     assert result["results"]["map"]["umap_cold_s"] > 0 and result["results"]["figure"]
+
+
+def test_fault_injection_loses_nothing(tmp_path):
+    out = _run("faults.py", "--out", str(tmp_path / "faults.json"))
+    result = json.loads((tmp_path / "faults.json").read_text())
+    assert [s["operation"] for s in result["summary"]] == ["ingest", "relabel"]
+    for s in result["summary"]:
+        assert s["runs"] == s["opened"] == 2 and s["calibration_clean"]
+        assert (s["points_lost"], s["duplicated"], s["histories_inconsistent"]) == (0, 0, 0), s
+    assert any(r["killed"] for r in result["runs"])  # the kills landed while the operations ran
+    assert "| ingest | 2 |" in out.stdout and result["machine"]["cpu_flags"] is not None
