@@ -47,44 +47,55 @@ def problems(page) -> list[str]:
     return found or [f"error: {text(e)}" for e in page.query_selector_all("[data-testid='stAlertContentError']")]
 
 
-def check(url: str, draw_map: bool = False, screenshots: Path | None = None, timeout_s: float = 180) -> list[str]:
-    """Every page once; returns the problems found (empty when all is well) and prints a line per page."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+def check(url: str, draw_map: bool = False, screenshots: Path | None = None, timeout_s: float = 180,
+          page=None) -> list[str]:
+    """Every page once; returns the problems found (empty when all is well) and prints a line per page.
+    `page`: a Playwright page to use (a test's own browser); by default Chromium is started for this."""
+    if page is not None:
+        return _check_pages(page, url, draw_map, screenshots, timeout_s)
     from playwright.sync_api import sync_playwright
 
-    failures: list[str] = []
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        for title, path in PAGES.items():
-            started = time.perf_counter()
-            note = ""
-            try:
-                page.goto(f"{url.rstrip('/')}/{path}", wait_until="domcontentloaded")
-                page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
+        try:
+            return _check_pages(browser.new_page(viewport={"width": 1400, "height": 1000}), url, draw_map,
+                                screenshots, timeout_s)
+        finally:
+            browser.close()
+
+
+def _check_pages(page, url: str, draw_map: bool, screenshots: Path | None, timeout_s: float) -> list[str]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    failures: list[str] = []
+    for title, path in PAGES.items():
+        started = time.perf_counter()
+        note = ""
+        try:
+            page.goto(f"{url.rstrip('/')}/{path}", wait_until="domcontentloaded")
+            page.wait_for_selector("[data-testid='stApp']", timeout=timeout_s * 1000)
+            wait_idle(page, timeout_s)
+            found = problems(page)
+            if not found and not page.get_by_role("heading", name=title).count():
+                found = [f"the page's title '{title}' is not shown"]
+            if not found and title == "Explore" and draw_map:
+                clicked = time.perf_counter()
+                page.get_by_role("button", name="Draw map").click()
+                page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_s * 1000)
                 wait_idle(page, timeout_s)
+                note = f"; default map drawn in {time.perf_counter() - clicked:.1f} s"
                 found = problems(page)
-                if not found and not page.get_by_role("heading", name=title).count():
-                    found = [f"the page's title '{title}' is not shown"]
-                if not found and title == "Explore" and draw_map:
-                    clicked = time.perf_counter()
-                    page.get_by_role("button", name="Draw map").click()
-                    page.locator(".js-plotly-plot").first.wait_for(timeout=timeout_s * 1000)
-                    wait_idle(page, timeout_s)
-                    note = f"; default map drawn in {time.perf_counter() - clicked:.1f} s"
-                    found = problems(page)
-            except PlaywrightTimeout as exc:
-                found = [f"timed out after {timeout_s:g} s: {str(exc).splitlines()[0]}"]
-            failures += [f"{title}: {f}" for f in found]
-            print(f"{'FAIL' if found else 'ok  '} {title:<12} {time.perf_counter() - started:5.1f} s{note}",
-                  flush=True)
-            for f in found:
-                print(f"     {f}", flush=True)
-            if screenshots:
-                screenshots.mkdir(parents=True, exist_ok=True)
-                page.wait_for_timeout(1000)  # images and the plot finish painting
-                page.screenshot(path=str(screenshots / f"screenshot-{title.lower()}.png"))
-        browser.close()
+        except PlaywrightTimeout as exc:
+            found = [f"timed out after {timeout_s:g} s: {str(exc).splitlines()[0]}"]
+        failures += [f"{title}: {f}" for f in found]
+        print(f"{'FAIL' if found else 'ok  '} {title:<12} {time.perf_counter() - started:5.1f} s{note}",
+              flush=True)
+        for f in found:
+            print(f"     {f}", flush=True)
+        if screenshots:
+            screenshots.mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(1000)  # images and the plot finish painting
+            page.screenshot(path=str(screenshots / f"screenshot-{title.lower()}.png"))
     return failures
 
 

@@ -86,10 +86,10 @@ def test_collections_page_shows_demo_label_counts(demo_server, page):
     assert shot.stat().st_size > 10_000
 
 
-def test_every_page_loads_without_an_exception(demo_server):
+def test_every_page_loads_without_an_exception(demo_server, page):
     # the quick start's smoke check (scripts/demo.sh --smoke), here on the test's small demo
     url, _, tmp = demo_server
-    assert check(url, draw_map=True, screenshots=tmp / "pages") == []
+    assert check(url, draw_map=True, screenshots=tmp / "pages", page=page) == []
     assert len(list((tmp / "pages").glob("*.png"))) == 6
 
 
