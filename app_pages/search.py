@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import settings
+from core.catalog import payload_text
 from core.figures import group_names, map_figure
 from core.maps import compute_map
 from core.search import (SearchError, hits_table, image_query_vector, model_for, point_vector, recommend, search,
@@ -109,6 +110,8 @@ for i, hit in enumerate(result.hits):
         label = hit.payload.get(ctx.label_field) if ctx.label_field else None
         st.text(f"{hit.score:.3f}  {label if label is not None else ''}\n{hit.payload.get('file_name', '')}")
 table = pd.DataFrame(hits_table(result.hits, ctx.label_field))
+for col in ("label", "file_name", "path", "image_url"):  # payload values of any type, shown as text
+    table[col] = table[col].map(lambda v: v if v is None or isinstance(v, str) else payload_text(v))
 with st.expander("Results as a table"):
     st.dataframe(table, hide_index=True, width="stretch")
 st.download_button("Export results (CSV)", table.to_csv(index=False), f"{s.name}-results.csv", "text/csv",

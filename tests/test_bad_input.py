@@ -448,3 +448,34 @@ def test_a_label_key_with_a_space_works_in_the_sidebar_and_pages(tmp_path, monke
     at.button(key="search_by_point").click().run()
     assert not at.exception, at.exception
     assert {t.value.split()[1] for t in at.text if t.value[:1].isdigit() or t.value[:1] == "-"} == {"cat"}
+
+
+ODD_LABELS = [1, 2.5, None, {"a": 1}, ["x"], "x" * 5000, "nul\0label", True, "ok", "ok", "a.b", "", "<b>html</b>"]
+
+
+@pytest.mark.parametrize("page", ["app_pages/collections.py", "app_pages/explore.py", "app_pages/audit.py",
+                                  "app_pages/search.py", "app_pages/graph.py"])
+def test_odd_payloads_never_crash_a_page(tmp_path, monkeypatch, page):
+    """Labels of every JSON type, NUL bytes, 5,000-character strings, nested payloads, keys with NUL bytes."""
+    store_path = tmp_path / "qdrant"
+    with open_store(path=str(store_path)) as store:
+        store.create_collection("odd", {"test-color": 4})
+        store.upsert("odd", list(range(1, len(ODD_LABELS) + 1)), {"test-color": unit_rows(len(ODD_LABELS), 4)},
+                     [{"label": lab, "path": "\0" if i % 2 else "y" * 5000, "file_name": lab if i % 3 else None,
+                       "a\0b": 1, "deep": {"x": {"y": [1, {"z": 2}]}}} for i, lab in enumerate(ODD_LABELS)])
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    at = _app().run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    if page.endswith("search.py"):
+        at.text_input(key="search_point").set_value("4").run()
+        at.button(key="search_by_point").click().run()
+        assert any("results" in c.value for c in at.caption)
+    elif not page.endswith("collections.py"):
+        if page.endswith("explore.py"):
+            at.radio(key="explore_method").set_value("PCA")
+        at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
