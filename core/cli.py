@@ -155,8 +155,14 @@ def cmd_relabel(args: argparse.Namespace) -> int:
                              "spelling, or pass --new-label to create it.")
         changes = relabel(store, args.collection, [point], args.label, by=settings.get("ATLAS_USER") or default_user(),
                           label_field=args.label_field)
-    if not changes:
+        # relabel skips a point that already has the label: tell that apart from a missing point
+        exists = bool(changes) or bool(store.retrieve(args.collection, [point]).ids)
+    if not exists:
         raise LookupError(f"Point {args.point} does not exist in '{args.collection}'.")
+    if not changes:
+        print(json.dumps({"id": str(point), "unchanged": True, "label": args.label}, ensure_ascii=False)
+              if args.json else f"{point}: already labelled '{args.label}'; nothing changed")
+        return 0
     change = changes[0]
     result = {"id": change.id, "old_label": change.old_label, "new_label": change.new_label, "at": change.at,
               "by": change.by}

@@ -71,5 +71,7 @@ def test_audit_and_relabel_commands(tmp_path):
     ok = _run("relabel", "--collection", "c", "--point", "1", "--label", "c0", *common, env_extra=env)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["old_label"] == "c2"
+    again = _run("relabel", "--collection", "c", "--point", "1", "--label", "c0", *common, env_extra=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["unchanged"] is True  # no no-op in the history
     missing = _run("relabel", "--collection", "c", "--point", "999", "--label", "c0", *common, env_extra=env)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
