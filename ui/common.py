@@ -88,7 +88,11 @@ def sidebar() -> Context | None:
     if st.session_state.get("collection") not in collections:
         st.session_state["collection"] = collections[0]
     name = sb.selectbox("Collection", collections, key="collection")
-    summary = summarize(store, name)
+    try:
+        summary = summarize(store, name)
+    except StoreError as exc:  # a collection this tool cannot read must not take down every page's sidebar
+        sb.error(f"Cannot read collection '{name}': {exc}")
+        return Context(store, None, None, None, None)
     detected = summary.label_field
     if summary.payload_keys:
         options = summary.payload_keys
