@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core import models, settings
-from core.ingest import IngestError, check_collection, ingest, scan_folder
+from core.ingest import IngestError, check_collection, ingest, scan_folder, summary_lines
 from core.store import StoreError
 
 
@@ -57,8 +57,10 @@ if submitted:
 
 report = st.session_state.get("ingest_report")
 if report:
-    st.success(f"{report['collection']}: {report['added']:,} added, {report['updated']:,} updated, "
-               f"{report['unchanged']:,} unchanged, {report['skipped']:,} skipped in {report['seconds']} s.")
+    first, *kept = summary_lines(report)
+    st.success(first)
+    for line in kept:
+        st.text(line)  # labels and paths are user data: plain text
     if report["skipped_files"]:
         skipped = pd.DataFrame(report["skipped_files"])
         st.dataframe(skipped, hide_index=True, width="stretch")

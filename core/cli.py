@@ -21,7 +21,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import models
-    from .ingest import ingest, scan_folder
+    from .ingest import ingest, scan_folder, summary_lines
 
     scan_folder(args.folder)  # bad folders fail before a model loads
     choice = models.choose(args.model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
@@ -45,10 +45,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return 0
-    rate = f", {report.embedded / report.seconds:.1f} images/s" if report.seconds and report.embedded else ""
-    print(f"{report.collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-          f"{len(report.skipped)} skipped" + (f", {report.removed} removed" if report.removed else "")
-          + f" in {report.seconds:.1f} s{rate}")
+    for line in summary_lines(report.as_dict()):
+        print(line)
     for s in report.skipped[:20]:
         print(f"  skipped {s.path}: {s.reason}")
     if len(report.skipped) > 20:

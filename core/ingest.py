@@ -112,6 +112,19 @@ class IngestReport:
                 "report_csv": self.report_csv}
 
 
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """What an ingest did, in words (CLI and Ingest page): counts first, then each label kept over its folder."""
+    counts = (f"{report['collection']}: {report['added']:,} added, {report['updated']:,} updated, "
+              f"{report['unchanged']:,} unchanged, {report['skipped']:,} skipped"
+              + (f", {report['moved']:,} moved (history kept)" if report.get("moved") else "")
+              + (f", {report['removed']:,} removed" if report.get("removed") else "")
+              + f" in {report['seconds']:.1f} s")
+    if report.get("images_per_second") and (report["added"] + report["updated"]):
+        counts += f", {report['images_per_second']:.1f} images/s"
+    return [counts] + [f"kept the edited label '{k['label']}' of {k['path']} (moved from {k['moved_from']}; its "
+                       f"new folder says '{k['folder_label']}')" for k in report.get("kept_labels", [])]
+
+
 def point_id(rel_path: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, rel_path))
 

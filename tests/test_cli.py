@@ -34,6 +34,12 @@ def test_ingest_then_collections(tmp_path):
     [row] = json.loads(listing.stdout)
     assert row["name"] == "fruits" and row["points"] == 6 and row["model"] == "effnet-lite0"
     assert row["vectors"][0]["size"] == 1280 and row["labels"] == {"apple": 3, "banana": 3}
+    # a file moved to another label folder: the summary says it moved (its point and history go with it)
+    (folder / "apple" / "0.jpg").rename(folder / "banana" / "moved.jpg")
+    again = _run("ingest", str(folder), "--collection", "fruits", "--model", "effnet-lite0", "--store-path", store,
+                 "--quiet", env_extra=env)
+    assert again.returncode == 0, again.stderr
+    assert "0 added" in again.stdout and "1 moved (history kept)" in again.stdout
 
 
 def test_failures_exit_nonzero_with_a_message(tmp_path):
