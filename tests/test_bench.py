@@ -65,3 +65,11 @@ def test_fault_injection_loses_nothing(tmp_path):
         assert (s["points_lost"], s["duplicated"], s["histories_inconsistent"]) == (0, 0, 0), s
     assert any(r["killed"] for r in result["runs"])  # the kills landed while the operations ran
     assert "| ingest | 2 |" in out.stdout and result["machine"]["cpu_flags"] is not None
+
+
+def test_first_map_benchmark_runs(tmp_path):
+    out = _run("first_map.py", "--out", str(tmp_path / "first_map.json"))
+    result = json.loads((tmp_path / "first_map.json").read_text())
+    rows = {r["method"]: r for r in result["results"]}
+    assert set(rows) == {"umap", "tsne"} and all(r["first_s"] > 0 and r["warm_s"] > 0 for r in rows.values())
+    assert result["machine"]["cpu_flags"] is not None and "| umap |" in out.stdout
