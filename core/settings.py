@@ -46,6 +46,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_USER", "", "Name recorded in label_history for relabels (empty: the login name)."),
     Setting("ATLAS_MAX_UPLOAD_MB", 20, "Largest image accepted as a search query upload, in MB."),
     Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, numba's compiled code, and remembered image folders."),
+    Setting("ATLAS_LOCK_CONNECTION", "auto", "Lock the sidebar's Qdrant connection (shown as text, no fields, ?qdrant= "
+            "links ignored): auto (locked when QDRANT_URL is set in the environment or secrets.toml), on, off."),
+    Setting("ATLAS_ALLOWED_HOSTS", "", "Hosts (host or host:port, comma-separated) the server may fetch images "
+            "from (payload image_url) and that the sidebar's Server URL may name. Empty: none, except the base "
+            "URL a collection was ingested with and QDRANT_URL."),
+    Setting("ATLAS_ALLOW_PRIVATE_HOSTS", "off", "on: allow fetching from loopback, private and link-local "
+            "addresses (a single-user local run); off: only hosts listed in ATLAS_ALLOWED_HOSTS may be private."),
+    Setting("ATLAS_ALLOWED_ROOTS", "", "Server folders (comma-separated) the app may read (ingest, image folder) "
+            "and write (embedded store); resolved before the check. Empty: no restriction (a local run)."),
+    Setting("ATLAS_READ_ONLY", "off", "on: nobody can change anything (public demos): every page is read-only."),
+    Setting("ATLAS_AUTH", "auto", "auto: log-in required when users or an OIDC provider are configured in "
+            ".streamlit/secrets.toml; off: no log-in."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -79,6 +91,18 @@ def get(name: str, secrets_path: Path | str = ".streamlit/secrets.toml") -> Any:
     if name in secrets:
         return _coerce(setting, secrets[name])
     return setting.default
+
+
+def is_on(name: str, secrets_path: Path | str = ".streamlit/secrets.toml") -> bool:
+    """An on/off setting as a bool: on, true, yes, 1 mean on (any case); anything else is off."""
+    return str(get(name, secrets_path)).strip().lower() in ("on", "true", "yes", "1")
+
+
+def source(name: str, secrets_path: Path | str = ".streamlit/secrets.toml") -> str:
+    """Where a setting's value comes from: 'environment', 'secrets' or 'default'."""
+    if os.environ.get(name, "") != "":
+        return "environment"
+    return "secrets" if name in _secrets(Path(secrets_path)) else "default"
 
 
 def all_values(secrets_path: Path | str = ".streamlit/secrets.toml") -> dict[str, Any]:
