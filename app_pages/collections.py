@@ -4,6 +4,7 @@ import streamlit as st
 from core.catalog import NO_LABEL, samples_by_label
 from core.store import StoreError
 from ui.common import gallery
+from ui.text import md_escape
 
 MAX_LABELS_WITH_SAMPLES = 12
 
@@ -28,7 +29,8 @@ st.subheader("Selected collection")
 st.text(s.name)
 c1, c2, c3 = st.columns(3)
 c1.metric("Points", f"{s.points:,}")
-c2.metric("Vectors", ", ".join(f"{v.name or '(unnamed)'} {v.size}-d" for v in s.vectors) or "none")
+# vector names are user data (any tool can name them): Markdown-escaped, as metrics render Markdown
+c2.metric("Vectors", md_escape(", ".join(f"{v.name or '(unnamed)'} {v.size}-d" for v in s.vectors) or "none"))
 c3.metric("Labels", len(s.labels))
 if not s.vectors:
     st.warning("This collection has no dense vectors, so it cannot be mapped, audited or searched here.")
@@ -40,7 +42,7 @@ if not s.models:
                "searching by a new image or text does not.")
 if s.label_field is None:
     st.warning("No label field found in the payload. Pick the field that holds the labels in the sidebar "
-               f"(keys seen: {', '.join(s.payload_keys) or 'none'}).")
+               f"(keys seen: {md_escape(', '.join(s.payload_keys)) or 'none'}).")
     st.stop()
 
 counts = pd.DataFrame({"label": list(s.labels), "points": list(s.labels.values())})
@@ -63,7 +65,7 @@ raw_values = {str(k): k for k in ctx.store.count_by(s.name, s.label_field)}
 try:
     samples = samples_by_label(ctx.store, s.name, s.label_field, [raw_values.get(x, x) for x in shown], per_label=4)
 except StoreError as exc:  # e.g. a label field whose name Qdrant cannot filter on
-    st.info(f"No samples per label: {exc}")
+    st.info(f"No samples per label: {md_escape(exc)}")
     st.stop()
 for label, pts in samples.items():
     st.text(f"{label} — {s.labels.get(str(label), 0):,} points")

@@ -1,12 +1,13 @@
 import streamlit as st
 
 from core import settings
-from core.exporting import selection_table
+from core.exporting import selection_table, to_csv
 from core.figures import group_names, map_figure
 from core.projection import params_from
 from ui.common import gallery, require_collection
 from ui.maps import map_with_status
 from ui.state import seed_from_url, write_url
+from ui.text import md_escape
 
 PAGE_SIZE = 48
 
@@ -29,7 +30,7 @@ with st.form("explore_form"):
     vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="explore_vector",
                           format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
     if len(s.vectors) == 1:
-        c1.caption(f"Vector: {vector or '(unnamed)'} ({s.vectors[0].size}-d)")
+        c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.vectors[0].size}-d)")
     color_by = c2.selectbox("Color by", keys, key="explore_color")
     cap = settings.get("ATLAS_MAP_MAX_POINTS")
     max_points = c3.number_input("Points (sampled above)", 1, max(cap, s.points), min(s.points, cap),
@@ -78,7 +79,7 @@ if held is None or held[0] != view_key:
     try:
         result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
     except LookupError as exc:
-        st.warning(str(exc))
+        st.warning(md_escape(exc))
         st.stop()
     pts = result.points
     highlight = {}
@@ -96,7 +97,7 @@ if len(pts) == 0:
     st.stop()
 st.caption(f"Showing {len(pts):,} of {pts.total:,} points" + (" (a seeded sample)" if len(pts) < pts.total else ""))
 for note in result.notes:
-    st.info(note)
+    st.info(md_escape(note))
 
 event = st.plotly_chart(mf.figure, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         config={"displaylogo": False})
@@ -110,7 +111,7 @@ if not rows:
 st.subheader(f"Selection: {len(rows):,} points")
 table = selection_table(pts, result.coords, rows, ctx.label_field)
 b1, b2 = st.columns(2)
-b1.download_button("Export selection (CSV)", table.to_csv(index=False), f"{s.name}-selection.csv", "text/csv",
+b1.download_button("Export selection (CSV)", to_csv(table), f"{s.name}-selection.csv", "text/csv",
                    key="explore_export")
 if b2.button("Find similar images (Search page)", key="explore_find_similar"):
     st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]]}

@@ -9,6 +9,7 @@ from core.search import SearchError, parse_point_id
 from core.store import StoreError
 from ui.common import require_collection, thumb
 from ui.maps import array_cache
+from ui.text import md_escape
 
 st.title("Graph")
 ctx = require_collection("draw")
@@ -44,7 +45,7 @@ if drawn:
             start = [parse_point_id(x) for x in ids_text.split(",") if x.strip()]
         except SearchError as exc:
             st.session_state.pop("graph_request", None)  # a failed request must not be redrawn on every rerun
-            st.error(str(exc))
+            st.error(md_escape(exc))
             st.stop()
         if not start:
             st.error("Give at least one point id, or start from a sample.")
@@ -97,7 +98,7 @@ try:
         graph = build(req)
 except (SearchError, StoreError, LookupError) as exc:  # e.g. ids from another page that no longer parse
     st.session_state.pop("graph_request", None)  # drawn again only when the user asks again
-    st.error(f"The graph cannot be drawn: {exc}")
+    st.error(f"The graph cannot be drawn: {md_escape(exc)}")
     st.stop()
 if graph.ids == []:
     st.warning("None of the start points exist any more.")

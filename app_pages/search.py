@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import settings
 from core.catalog import payload_text
+from core.exporting import to_csv
 from core.figures import group_names, map_figure
 from core.maps import compute_map
 from core.search import (SearchError, hits_table, image_query_vector, model_for, point_vector, recommend, search,
@@ -12,6 +13,7 @@ from core.search import (SearchError, hits_table, image_query_vector, model_for,
 from core.store import StoreError
 from ui.common import require_collection, thumb
 from ui.maps import array_cache
+from ui.text import md_escape
 
 st.title("Search")
 ctx = require_collection("search")
@@ -26,7 +28,7 @@ c1, c2, c3, c4, c5 = st.columns(5)
 vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="search_vector",
                       format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
 if len(s.vectors) == 1:
-    c1.caption(f"Vector: {vector or '(unnamed)'} ({s.vectors[0].size}-d)")
+    c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.vectors[0].size}-d)")
 k = c2.number_input("Results (k)", 1, 500, 12, key="search_k")
 hnsw_ef = c3.number_input("hnsw_ef (0: default)", 0, 4096, 0, key="search_ef",
                           help="How many candidates the HNSW index explores: higher is more exact and slower.")
@@ -48,7 +50,7 @@ def run(query) -> None:
         st.session_state["search_result"] = (s.name, query())
     except (SearchError, StoreError) as exc:  # a bad id, image or filter: say so, keep no stale result
         st.session_state.pop("search_result", None)
-        st.error(str(exc))
+        st.error(md_escape(exc))
 
 
 max_bytes = settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6
@@ -64,10 +66,10 @@ with tab_image:
 with tab_text:
     try:
         text_ok = get_model().supports_text
-        text_why = "" if text_ok else (f"The model '{vector}' has no text encoder, so text search is off. "
+        text_why = "" if text_ok else (f"The model '{md_escape(vector)}' has no text encoder, so text search is off. "
                                        "Collections ingested with clip-vit-b-32 support it.")
     except SearchError as exc:
-        text_ok, text_why = False, str(exc)
+        text_ok, text_why = False, md_escape(exc)
     if text_why:
         st.info(text_why)
     text = st.text_input("Describe the images", key="search_text", disabled=not text_ok,
@@ -114,7 +116,7 @@ for col in ("label", "file_name", "path", "image_url"):  # payload values of any
     table[col] = table[col].map(lambda v: v if v is None or isinstance(v, str) else payload_text(v))
 with st.expander("Results as a table"):
     st.dataframe(table, hide_index=True, width="stretch")
-st.download_button("Export results (CSV)", table.to_csv(index=False), f"{s.name}-results.csv", "text/csv",
+st.download_button("Export results (CSV)", to_csv(table), f"{s.name}-results.csv", "text/csv",
                    key="search_export")
 
 req = st.session_state.get("explore_request")

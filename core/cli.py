@@ -72,7 +72,7 @@ def cmd_project(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cache import ArrayCache
-    from .exporting import selection_table
+    from .exporting import selection_table, to_csv
     from .maps import compute_map
     from .projection import params_from
 
@@ -92,7 +92,7 @@ def cmd_project(args: argparse.Namespace) -> int:
                              cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"), progress=on_progress)
     bar.close()
     table = selection_table(result.points, result.coords, list(range(len(result.points))), args.label_field)
-    table.to_csv(args.out, index=False)
+    to_csv(table, args.out)  # formula cells neutralised, as in every CSV export
     summary = {"collection": args.collection, "points": len(result.points), "total": result.points.total,
                "method": result.method, "params": result.params, "notes": result.notes, "cached": result.cached,
                "seconds": round(result.seconds, 2), "out": str(args.out)}
@@ -109,6 +109,7 @@ def cmd_project(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from .audit import run_audit
     from .cache import ArrayCache
+    from .exporting import to_csv
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     with _store(args) as store:
@@ -117,7 +118,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                            cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"))
     flagged = report.table[report.table[[f"is_{c}_issue" for c in report.results]].any(axis=1)]
     if args.out:
-        flagged.to_csv(args.out, index=False)
+        to_csv(flagged, args.out)  # formula cells neutralised, as in every CSV export
     summary = {"collection": args.collection, "points": len(report.points), "seconds": round(report.seconds, 2),
                "checks": {name: _jsonable(r.summary) for name, r in report.results.items()},
                "flagged_points": len(flagged), "notes": report.notes, "out": args.out or None}

@@ -17,6 +17,12 @@ OTHER = "(other)"
 HOVER_IDS_UP_TO = 20_000
 
 
+def plotly_text(value: Any) -> str:
+    """User data as Plotly text (legend names, hover text): Plotly renders a few HTML tags and entities there, so
+    `&`, `<` and `>` are escaped, once. Not quotes: Plotly does not decode `&quot;` and would show it as is."""
+    return html.escape(str(value), quote=False)
+
+
 def group_names(values: Sequence[Any]) -> list[str]:
     """A group name per point for coloring: the value as text, "(none)" when missing, "(other)" beyond the top
     MAX_GROUPS - 1 values."""
@@ -59,19 +65,19 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
     marker_size = 6 if n < 5_000 else 4 if n < 30_000 else 3
     for name, _count in order:
         rows = np.flatnonzero(groups_arr == name)
-        # user data goes into hover text: escape it, Plotly renders a subset of HTML there
         # a numpy array, not a list: Plotly validates lists item by item (17x slower at 100k points)
-        text = np.asarray([html.escape(str(file_names[r])) + (f"<br>id {html.escape(str(ids[r]))}" if with_ids else "")
+        text = np.asarray([plotly_text(file_names[r]) + (f"<br>id {plotly_text(ids[r])}" if with_ids else "")
                            for r in rows])
+        # the name goes in through fullData, not into the template: a label holding %{x} is not a placeholder
         fig.add_trace(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=html.escape(name), text=text,
-            hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>",
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name), text=text,
+            hovertemplate="%{text}<extra>%{fullData.name}</extra>",
             marker={"size": marker_size, "opacity": 0.8}))
         trace_rows.append(rows)
     for name, rows in (highlight or {}).items():
         rows = np.asarray(rows, dtype=np.int64)
         fig.add_trace(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=html.escape(name),
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name),
             hoverinfo="skip", marker={"size": marker_size + 6, "symbol": "circle-open", "color": "black",
                                       "line": {"width": 1.5}}))
         trace_rows.append(rows)

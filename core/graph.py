@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import group_names
+from .figures import group_names, plotly_text
 from .knn import KnnGraph, knn_graph
 from .points import PointSet, load_points, load_vectors
 from .store import Filter, PointId, Store
@@ -135,8 +135,6 @@ def neighbourhood_graph(store: Store, collection: str, start: list[PointId], lab
 
 
 def graph_figure(graph: Graph, height: int = 650, highlight: list[int] | None = None) -> go.Figure:
-    import html
-
     fig = go.Figure()
     pos = graph.positions
     for cross, color, width, name in ((False, "rgba(150,150,150,0.35)", 0.7, "same-label edges"),
@@ -154,9 +152,9 @@ def graph_figure(graph: Graph, height: int = 650, highlight: list[int] | None = 
     for name in sorted(set(graph.labels)):
         rows = np.flatnonzero(labels == name)
         fig.add_trace(go.Scattergl(
-            x=pos[rows, 0], y=pos[rows, 1], mode="markers", name=html.escape(name), customdata=rows,
-            text=[html.escape(str(graph.payloads[r].get("file_name", graph.ids[r]))) for r in rows],
-            hovertemplate="%{text}<extra>" + html.escape(name) + "</extra>", marker={"size": 8}))
+            x=pos[rows, 0], y=pos[rows, 1], mode="markers", name=plotly_text(name), customdata=rows,
+            text=[plotly_text(graph.payloads[r].get("file_name", graph.ids[r])) for r in rows],
+            hovertemplate="%{text}<extra>%{fullData.name}</extra>", marker={"size": 8}))
     if highlight:
         rows = np.asarray(highlight)
         fig.add_trace(go.Scattergl(x=pos[rows, 0], y=pos[rows, 1], mode="markers", name="start points",

@@ -1,0 +1,21 @@
+"""Data shown as text in widgets that render Markdown.
+
+Streamlit renders Markdown (and its own directives: `:red[...]`, `:material/icon:`, `$math$`) in messages,
+captions, metrics and widget labels, including button labels. Labels, file names, payload keys and values,
+vector and collection names are user data: escape them with `md_escape` before putting them in such text, or
+show them with st.text / st.code / a dataframe, which never render Markdown."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Every ASCII punctuation character that Markdown, GFM, HTML or Streamlit's directives give a meaning to. CommonMark
+# turns a backslash before any ASCII punctuation into that character, so the escaped text shows literally.
+_SIGNIFICANT = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&=\"'%^@/])")
+
+
+def md_escape(value: Any) -> str:
+    """`value` as Markdown source that shows it literally (also in widget labels). Line breaks become spaces: a
+    line break in a label would start a new Markdown block (a heading, a list, a code block)."""
+    text = value if isinstance(value, str) else str(value)
+    return _SIGNIFICANT.sub(r"\\\1", re.sub(r"[\r\n]+", " ", text))
