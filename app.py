@@ -1,9 +1,23 @@
 """Image Atlas: the frame around the pages. Run with `streamlit run app.py`."""
 import streamlit as st
 
+from core.auth import AuthConfigError
+from ui import auth
 from ui.common import sidebar
 
 st.set_page_config(page_title="Image Atlas", page_icon=":material/scatter_plot:", layout="wide")
+
+try:
+    must_log_in = auth.login_required()
+    auth.current_role()  # a role misspelt in secrets.toml stops here, not halfway through a page
+except AuthConfigError as exc:
+    st.error(f"Log-in is misconfigured, so nothing is shown: {exc}")  # fail closed
+    st.stop()
+if must_log_in:
+    # Nothing but the log-in page until someone logs in: no sidebar, no connection, and a link to any other page
+    # lands here too.
+    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:")]).run()
+    st.stop()
 
 pages = [
     st.Page("app_pages/collections.py", title="Collections", icon=":material/database:", default=True),
@@ -15,5 +29,6 @@ pages = [
 ]
 page = st.navigation(pages)
 st.sidebar.title("Image Atlas")
+auth.sidebar_user()
 st.session_state["ctx"] = sidebar()
 page.run()

@@ -2,10 +2,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core import auth as auth_rules
 from core import labels as label_ops
 from core.catalog import payload_text
 from ui.audit import (act, audit_with_status, handled_ids, keep, md_escape, relabel_chosen, show_message, undo_last,
                       version)
+from ui.auth import can, mode
 from ui.common import require_collection, thumb
 
 PER_PAGE = 10
@@ -13,6 +15,15 @@ PER_PAGE = 10
 st.title("Audit")
 ctx = require_collection("audit")
 s = ctx.summary
+# Buttons are drawn only for those who may press them; the callbacks in ui/audit.py check again.
+editor, admin = can("edit"), can("admin")
+if not editor:
+    st.info("Read-only deployment: the report is shown, but labels cannot be changed here."
+            if mode() == auth_rules.READ_ONLY else
+            "You are logged in as a viewer, so the report is read-only: changing labels needs the editor role, "
+            "deleting points the admin role.")
+elif not admin:
+    st.caption("Deleting points needs the admin role.")
 
 with st.form("audit_form"):
     c1, c2, c3, c4 = st.columns(4)
@@ -87,6 +98,8 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
             with ncols[j]:
                 st.image(thumb(report.points.payloads[n], ctx, 96), width=96)
                 st.text(f"{payload_text(table.at[n, 'label'], 20)}\nsim {report.knn.similarities[r][j]:.2f}")
+        if not editor:
+            return
         a1, a2, a3, a4 = st.columns(4)
         suggested = row.get("suggested_label")
         if kind == "label":
@@ -98,9 +111,10 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
         else:
             a1.button("Keep", key=f"{key}_keep", on_click=keep, args=(ctx.store, s.name, pid, field),
                       help="The image belongs here: drop it from this list (its label is marked correct).")
-            a2.button("Delete", key=f"{key}_delete", on_click=act,
-                      args=(label_ops.delete_points, ctx.store, s.name, [pid], field),
-                      help="Remove the point from the collection (undo in the Changes tab brings it back).")
+            if admin:
+                a2.button("Delete", key=f"{key}_delete", on_click=act,
+                          args=(label_ops.delete_points, ctx.store, s.name, [pid], field),
+                          help="Remove the point from the collection (undo in the Changes tab brings it back).")
         others = [typed(lab) for lab in known_labels if lab != label]
         choice = a3.selectbox("Other label", others, index=None, placeholder="Other label…", key=f"{key}_other",
                               format_func=str, label_visibility="collapsed")
@@ -131,7 +145,7 @@ with tabs[0]:
         picked = st.dataframe(view, hide_index=True, width="stretch", on_select="rerun",
                               selection_mode="multi-row", key=f"audit_table_{version()}")
         rows = view.iloc[picked.selection.rows] if picked and picked.selection.rows else view.iloc[0:0]
-        if len(rows):
+        if len(rows) and editor:
             ids = list(rows["id"])
             accept = {pid: typed(new) for pid, new, old in zip(rows["id"], rows["suggested_label"], rows["label"])
                       if new is not None and pd.notna(new) and new != old}
@@ -199,14 +213,17 @@ with tabs[3]:
                     st.image(thumb(report.points.payloads[m], ctx, 96), width=96)
                     st.text(f"{payload_text(table.at[m, 'label'], 20)}\n"
                             f"{'exact copy' if table.at[m, 'exact_copy'] else ''}")
-                    st.button("Delete", key=f"audit_del_{g}_{m}", on_click=act,
-                              args=(label_ops.delete_points, ctx.store, s.name, [table.at[m, "id"]], field))
+                    if admin:
+                        st.button("Delete", key=f"audit_del_{g}_{m}", on_click=act,
+                                  args=(label_ops.delete_points, ctx.store, s.name, [table.at[m, "id"]], field))
 
 with tabs[4]:
     if "label" in report.results:
         unl = table[table["label"].isna() & table["suggested_label"].notna() & ~table["id"].isin(done)]
         st.caption(f"{len(unl):,} points without a label get a suggestion from the labeled ones.")
-        if len(unl):
+        if len(unl) and not editor:
+            st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
+        elif len(unl):
             min_conf = st.slider("Accept suggestions with confidence at least", 0.5, 1.0, 0.9, key="audit_min_conf")
             confident = unl[unl["suggestion_confidence"] >= min_conf]
             st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
@@ -226,6 +243,7 @@ with tabs[5]:
         st.dataframe(log.drop(columns=["collection", "id"]), hide_index=True, key="audit_log")
         st.download_button("Export change log (CSV)", log.to_csv(index=False), f"{s.name}-changes.csv", "text/csv",
                            key="audit_export_changes")
+    if changes and editor:
         last = changes[-1].batch
         n_last = sum(c.batch == last for c in changes) if last else 1
         st.button(f"Undo the last step ({n_last} change{'s' if n_last != 1 else ''})", key="audit_undo",

@@ -3,7 +3,9 @@ import streamlit as st
 
 from core import models, settings
 from core.ingest import IngestError, check_collection, ingest, scan_folder, summary_lines
+from core.paths import PathNotAllowed, check_path
 from core.store import StoreError
+from ui.auth import can
 
 
 @st.cache_resource(show_spinner=False)
@@ -12,6 +14,10 @@ def load_model(choice: models.ModelChoice, device: str, cpu_bf16: str) -> models
 
 
 st.title("Ingest a folder of labeled images")
+if not can("admin"):
+    st.warning("Ingesting is for admins: it reads server folders and writes collections. Ask an admin to ingest, "
+               "or to give you the admin role.")
+    st.stop()
 ctx = st.session_state.get("ctx")
 if ctx is None:
     st.warning("Not connected to Qdrant. Fix the connection in the sidebar first.")
@@ -34,6 +40,7 @@ if submitted:
     try:
         if not folder.strip() or not collection.strip():
             raise IngestError("Give both a folder and a collection name.")
+        check_path(folder.strip(), "ingest folder")
         files, _ = scan_folder(folder.strip())
         choice = models.choose(model_name, settings.get("ATLAS_CLIP_WEIGHTS"))
         check_collection(ctx.store, collection.strip(), choice.name)
@@ -52,7 +59,7 @@ if submitted:
                         report_dir=settings.get("ATLAS_REPORT_DIR"), cache_dir=settings.get("ATLAS_CACHE_DIR"),
                         progress=on_progress)
         st.session_state["ingest_report"] = report.as_dict()
-    except (IngestError, models.ModelError, StoreError) as exc:
+    except (IngestError, PathNotAllowed, models.ModelError, StoreError) as exc:
         st.error(str(exc))
 
 report = st.session_state.get("ingest_report")

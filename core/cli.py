@@ -247,6 +247,27 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from .auth import hash_password
+
+    if args.stdin:  # scripts: the password on standard input, never on the command line (shell history, ps)
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the two passwords differ; nothing was written.", file=sys.stderr)
+            return 1
+    digest = hash_password(password)
+    if args.user:
+        print(f"[atlas_users.{json.dumps(args.user)}]\npassword_hash = {json.dumps(digest)}\n"
+              f"role = {json.dumps(args.role)}")
+    else:
+        print(digest)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Image Atlas command line.")
     common = argparse.ArgumentParser(add_help=False)
@@ -332,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="compile again even when already done")
     p.add_argument("--quiet", action="store_true", help="print only when it compiled something")
     p.set_defaults(fn=cmd_warmup)
+
+    p = sub.add_parser("hash-password", help="hash a password for a built-in user of the app (secrets.toml)")
+    p.add_argument("--user", default="", help="print a whole [atlas_users.<user>] table to paste into "
+                   ".streamlit/secrets.toml, not only the hash")
+    p.add_argument("--role", default="viewer", choices=("viewer", "editor", "admin"),
+                   help="role for --user (default: viewer)")
+    p.add_argument("--stdin", action="store_true", help="read the password from standard input (no prompt)")
+    p.set_defaults(fn=cmd_hash_password)
     return parser
 
 

@@ -13,11 +13,8 @@ from core import labels as label_ops
 from core import settings
 from core.audit import AuditReport, run_audit
 from core.store import PointId, Store, StoreError
+from ui.auth import actor, can
 from ui.maps import array_cache
-
-
-def user() -> str:
-    return settings.get("ATLAS_USER") or label_ops.default_user()
 
 
 def audit_with_status(store, collection: str, label_field: str | None, checks: list[str], k: int,
@@ -68,11 +65,23 @@ def show_message() -> None:
         getattr(st, message[0])(md_escape(message[1]))
 
 
+def allowed(op: Callable[..., Any]) -> bool:
+    """Whether the current user may run a label operation: deleting points is for admins, the rest for editors.
+    Checked in every callback, not only by hiding buttons."""
+    if can("admin" if op is label_ops.delete_points else "edit"):
+        return True
+    _say("error", "Not allowed: deleting points needs the admin role." if op is label_ops.delete_points else
+         "Not allowed: changing labels needs the editor role. Nothing was written.")
+    return False
+
+
 def _run(op: Callable[..., list[label_ops.Change]], store: Store, collection: str, target: Any, label_field: str,
          *args: Any) -> list[label_ops.Change] | None:
+    if not allowed(op):
+        return None
     st.session_state["audit_version"] = version() + 1
     try:
-        changes = op(store, collection, target, *args, by=user(), label_field=label_field)
+        changes = op(store, collection, target, *args, by=actor(), label_field=label_field)
     except (label_ops.LabelError, StoreError) as e:
         _say("error", str(e))
         return None
@@ -105,12 +114,12 @@ def keep(store: Store, collection: str, pid: PointId, label_field: str) -> None:
 def undo_last(store: Store, label_field: str) -> None:
     """Callback: undo the last action (all changes of its batch), or say why it cannot be undone."""
     changes = st.session_state.get("audit_changes", [])
-    if not changes:
+    if not changes or not allowed(label_ops.undo):
         return
     batch = changes[-1].batch
     step = [c for c in changes if c.batch == batch] if batch else changes[-1:]
     try:
-        label_ops.undo(store, step, user(), label_field)
+        label_ops.undo(store, step, actor(), label_field)
     except (label_ops.LabelError, StoreError) as e:
         _say("error", str(e))
         return
