@@ -33,8 +33,9 @@ def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(table: pd.DataFrame, path: Any = None) -> str | None:
-    """The table as CSV (text, or written to `path`), formula cells neutralised: every CSV export goes here."""
-    return csv_safe(table).to_csv(path, index=False)
+    """The table as CSV (text, or written to `path`), formula cells neutralised: every CSV export goes here.
+    RFC 4180 line ends: with them a cell holding a carriage return is quoted too (with "\n" alone it is not)."""
+    return csv_safe(table).to_csv(path, index=False, lineterminator="\r\n")
 
 
 def selection_table(points: PointSet, coords: np.ndarray, rows: list[int], label_field: str | None) -> pd.DataFrame:

@@ -12,10 +12,16 @@ from typing import Any
 # Every ASCII punctuation character that Markdown, GFM, HTML or Streamlit's directives give a meaning to. CommonMark
 # turns a backslash before any ASCII punctuation into that character, so the escaped text shows literally.
 _SIGNIFICANT = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&=\"'%^@/])")
+# GitHub-flavoured Markdown links bare URLs and e-mail addresses after escapes are resolved, so escaping cannot stop
+# it: an invisible word joiner after these prefixes does (the text looks the same).
+_AUTOLINK = re.compile(r"(https?:|www|@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 
 
 def md_escape(value: Any) -> str:
     """`value` as Markdown source that shows it literally (also in widget labels). Line breaks become spaces: a
-    line break in a label would start a new Markdown block (a heading, a list, a code block)."""
+    line break in a label would start a new Markdown block (a heading, a list, a code block). Bare URLs and
+    e-mail addresses get an invisible word joiner so that they are not turned into links."""
     text = value if isinstance(value, str) else str(value)
-    return _SIGNIFICANT.sub(r"\\\1", re.sub(r"[\r\n]+", " ", text))
+    text = _AUTOLINK.sub(r"\1" + WORD_JOINER, re.sub(r"[\r\n]+", " ", text))
+    return _SIGNIFICANT.sub(r"\\\1", text)
