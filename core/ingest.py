@@ -290,7 +290,7 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
     if not check_collection(store, collection, model.name, model.dim):
         store.create_collection(collection, {model.name: model.dim})
     if cache_dir is not None:
-        thumbnails.remember_root(cache_dir, store.location, collection, root)
+        thumbnails.remember_root(cache_dir, store.location, collection, root, base_url=base_url)
     existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1", "path", "label_history"])
     known = {pid: p.get("sha1") for pid, p in zip(existing.ids, existing.payloads)}
     seen = {point_id(f.rel_path) for f in files}
