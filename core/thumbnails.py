@@ -1,17 +1,21 @@
-"""Small images for points: from the payload's `image_url`, or its `path` under an image root. Never raises."""
+"""Small images for points: from the payload's `image_url`, or its `path` under an image root. Never raises.
+
+Both come from data, so both are checked: the image root must lie under ATLAS_ALLOWED_ROOTS (core.paths) and a
+path must stay inside it; a URL is fetched only through core.netguard (allowed hosts, public addresses, one
+deadline, a size cap).
+"""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 import threading
-import urllib.request
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from PIL import Image
 
-from . import images
+from . import images, netguard, paths, settings
 
 MAX_DOWNLOAD_BYTES = 20_000_000
 _roots_lock = threading.Lock()
@@ -22,11 +26,11 @@ def image_source(payload: Mapping[str, Any], image_root: str | Path | None) -> s
     rel = payload.get("path")
     if image_root and isinstance(rel, str) and rel:
         try:
-            root = Path(image_root).expanduser().resolve()
+            root = paths.check_path(image_root, "image folder")
             candidate = (root / rel).resolve()
             if candidate.is_relative_to(root) and candidate.is_file():  # a payload cannot point outside the root
                 return str(candidate)
-        except (OSError, ValueError):  # a NUL byte or a name too long for the file system: no such file
+        except (OSError, ValueError):  # outside the allowed roots, a NUL byte, a name too long: no such file
             pass
     for key in ("image_url", "url", "image"):
         value = payload.get(key)
@@ -35,23 +39,27 @@ def image_source(payload: Mapping[str, Any], image_root: str | Path | None) -> s
     return None
 
 
-def _fetch(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked above
-        data = resp.read(MAX_DOWNLOAD_BYTES + 1)
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise images.BadImage("image too large to download")
-    return data
+def _trusted() -> list[str]:
+    """Image URLs the operator configured: fetched even from private addresses."""
+    return [settings.get("ATLAS_IMAGE_BASE_URL")]
 
 
 def thumbnail(payload: Mapping[str, Any], image_root: str | Path | None, size: int = 160,
               cache_dir: str | Path | None = None, max_pixels: int = 50_000_000,
-              timeout: float = 3.0) -> Image.Image | None:
-    """An RGB thumbnail no larger than size x size, or None when the image cannot be found or read."""
+              timeout: float = netguard.DEFAULT_TIMEOUT, base_urls: Iterable[str] = ()) -> Image.Image | None:
+    """An RGB thumbnail no larger than size x size, or None when the image cannot be found, read or fetched.
+
+    timeout: seconds for the whole download; base_urls: where the collection's images were published at ingest
+    (recall_base_urls), whose host may be fetched from besides ATLAS_ALLOWED_HOSTS."""
     source = image_source(payload, image_root)
     if source is None:
         return None
+    base_urls = list(base_urls)
+    is_url = source.startswith("http")
+    if is_url and not netguard.host_permitted(source, base_urls=base_urls, trusted=_trusted()):
+        return None  # not even from the cache: what the rules refuse is not shown
     key = source
-    if not source.startswith("http"):
+    if not is_url:
         try:
             st = Path(source).stat()
         except OSError:  # deleted since image_source looked
@@ -64,9 +72,10 @@ def thumbnail(payload: Mapping[str, Any], image_root: str | Path | None, size: i
         except OSError:
             pass
     try:
-        data = _fetch(source, timeout) if source.startswith("http") else images.read_file(Path(source))
+        data = netguard.fetch(source, base_urls=base_urls, trusted=_trusted(), timeout=timeout,
+                              max_bytes=MAX_DOWNLOAD_BYTES) if is_url else images.read_file(Path(source))
         img = images.thumbnail(images.decode(data, max_pixels).image, size)
-    except Exception:  # missing, unreachable or corrupt: the caller shows a placeholder
+    except Exception:  # missing, refused, unreachable or corrupt: the caller shows a placeholder
         return None
     if cached is not None:
         try:
@@ -92,13 +101,40 @@ def _roots_file(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / "image_roots.json"
 
 
-def remember_root(cache_dir: str | Path, location: str, collection: str, folder: str | Path) -> None:
+def remember_root(cache_dir: str | Path, location: str, collection: str, folder: str | Path,
+                  base_url: str = "") -> None:
+    """Remember the folder a collection was ingested from, and the base URL its image_url values start with."""
     path = _roots_file(cache_dir)
     with _roots_lock:
         roots = recalled_roots(cache_dir)
         roots[f"{location}::{collection}"] = str(Path(folder).resolve())
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(roots, indent=1))
+        if base_url:
+            # kept for good: points written with an older base URL keep it in their payload
+            urls = _read_json(_base_urls_file(cache_dir))
+            known = urls.setdefault(f"{location}::{collection}", [])
+            if base_url.rstrip("/") not in known:
+                known.append(base_url.rstrip("/"))
+            _base_urls_file(cache_dir).write_text(json.dumps(urls, indent=1))
+
+
+def _base_urls_file(cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / "image_base_urls.json"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recall_base_urls(cache_dir: str | Path, location: str, collection: str) -> list[str]:
+    """The base URLs a collection's images were published at when it was ingested here (may be empty)."""
+    urls = _read_json(_base_urls_file(cache_dir)).get(f"{location}::{collection}", [])
+    return [u for u in urls if isinstance(u, str)]
 
 
 def recalled_roots(cache_dir: str | Path) -> dict[str, str]:

@@ -14,6 +14,11 @@ def test_compose_runs_pinned_qdrant_and_points_the_app_at_it():
     assert app["environment"]["QDRANT_URL"] == "http://qdrant:6333"
     assert app["depends_on"]["qdrant"]["condition"] == "service_healthy"
     assert app["build"] == "."
+    # shared safely by default: a locked connection, and server folders only under the two mounts
+    assert app["environment"]["ATLAS_LOCK_CONNECTION"] == "on"
+    assert app["environment"]["ATLAS_ALLOWED_ROOTS"].split(",") == ["/images", "/data"]
+    mounts = {v.split(":")[1] for v in app["volumes"]}
+    assert mounts == {"/images", "/data"}
 
 
 def test_dockerfile_copies_what_the_app_imports():

@@ -1,12 +1,13 @@
 """Connection sidebar, shared context and small render helpers. Pages call these and core; nothing else."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import json
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import streamlit as st
 
-from core import settings, thumbnails
+from core import netguard, paths, settings, thumbnails
 from core.catalog import CollectionSummary, payload_text, summarize
 from core.store import Store, StoreError, open_store
 from ui.state import seed_from_url, write_url
@@ -21,66 +22,152 @@ class Context:
     summary: CollectionSummary | None
     label_field: str | None
     image_root: str | None
+    image_base_urls: list[str] = field(default_factory=list)  # where ingest published the images (image_url)
 
 
 @st.cache_resource(show_spinner="Opening Qdrant…")
-def get_store(url: str, api_key: str, path: str) -> Store:
+def get_store(url: str, api_key: str, path: str, connect_url: str = "") -> Store:
     # One store per connection for the whole server: the embedded engine allows one opener per folder.
-    return open_store(url, api_key, path)
+    return open_store(url, api_key, path, connect_url)
+
+
+class ConnectionRefused(Exception):
+    """A connection the rules do not allow, or that did not answer; the message is shown as is."""
+
+
+def connection_locked() -> bool:
+    """ATLAS_LOCK_CONNECTION: on, off, or auto (locked when QDRANT_URL comes from the environment or secrets)."""
+    value = str(settings.get("ATLAS_LOCK_CONNECTION")).strip().lower()
+    if value == "auto":
+        return settings.source("QDRANT_URL") != "default"
+    return settings.is_on("ATLAS_LOCK_CONNECTION")
+
+
+def _may_change_connection() -> bool:
+    if connection_locked():
+        return False
+    try:
+        from ui.auth import can
+    except ImportError:  # no log-in in this build: a local single-user run
+        return True
+    return can("admin")
 
 
 def _init_defaults() -> None:
+    # Never the API key: a widget's value is sent to the browser. The configured key is added on the server,
+    # and only for the exact URL it was configured with (see _server).
     defaults = {"conn_mode": "Server URL" if settings.get("QDRANT_URL") else "Embedded folder",
-                "conn_path": settings.get("ATLAS_STORE_PATH"), "conn_url": settings.get("QDRANT_URL"),
-                "conn_key": settings.get("QDRANT_API_KEY")}
+                "conn_path": settings.get("ATLAS_STORE_PATH"),
+                "conn_url": netguard.public_url(settings.get("QDRANT_URL")), "conn_key": ""}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
     # Once per browser session, a link can name the connection: ?qdrant=<server URL>, or ?qdrant=embedded&store=
-    # <folder>. A folder from a link must already exist (a link never creates folders on the server), and the
-    # configured API key is never sent to a server named by a link.
+    # <folder>. A folder from a link must already exist under the allowed roots (a link never creates folders on
+    # the server); a server URL from a link meets the same host rules as a typed one.
     if st.session_state.get("_url_connection_read"):
         return
     st.session_state["_url_connection_read"] = True
     target = st.query_params.get("qdrant", "")
     if target.startswith(("http://", "https://")):
-        st.session_state.update(conn_mode="Server URL", conn_url=target)
-        if target != settings.get("QDRANT_URL"):
-            st.session_state["conn_key"] = ""
+        st.session_state.update(conn_mode="Server URL", conn_url=target, conn_key="")
     elif target == "embedded":
         st.session_state["conn_mode"] = "Embedded folder"
         folder = st.query_params.get("store", "")
-        if folder and Path(folder).is_dir():
-            st.session_state["conn_path"] = folder
+        try:
+            if folder and paths.check_path(folder, "embedded store").is_dir():
+                st.session_state["conn_path"] = folder
+        except paths.PathNotAllowed:
+            pass
 
 
 def _write_connection_to_url(url: str, path: str) -> None:
     default_path = st.session_state.get("conn_mode") == "Embedded folder" and path == settings.get("ATLAS_STORE_PATH")
-    write_url(qdrant=url or ("embedded" if not default_path else None), store=None if url or default_path else path)
+    write_url(qdrant=netguard.public_url(url) or ("embedded" if not default_path else None),
+              store=None if url or default_path else path)
+
+
+def _server(url: str, typed_key: str) -> tuple[str, str, str]:
+    """(url, api key, connect url) for a server URL, or ConnectionRefused. The configured key goes only to the
+    configured URL; any other URL must pass core.netguard's host rules and answer as a Qdrant server (probed
+    without a key) before the visitor's own key is sent there."""
+    configured = settings.get("QDRANT_URL")
+    if url in (configured, netguard.public_url(configured)):
+        return configured, typed_key or settings.get("QDRANT_API_KEY"), ""
+    probed = st.session_state.setdefault("_probed_servers", {})
+    if url not in probed:
+        try:
+            address = netguard.check_url(url)
+            answer = json.loads(netguard.fetch(url.rstrip("/") + "/", max_bytes=65536))
+            if "qdrant" not in str(answer.get("title", "")).lower():
+                raise ValueError("not a Qdrant server")
+        except netguard.NotAllowed as exc:
+            raise ConnectionRefused(str(exc)) from None
+        except (netguard.FetchError, ValueError, AttributeError):
+            # one message whether the port is closed, filtered, or open to something else
+            raise ConnectionRefused(f"Cannot connect to {netguard.public_url(url)}: no Qdrant server answered. "
+                                    "Check the URL and that the server is running.") from None
+        probed[url] = address
+    # http: connect to the checked address itself, so that a second DNS answer cannot redirect the key; https
+    # keeps the name, and its certificate check does the same job.
+    if urlsplit(url).scheme.lower() == "https":
+        return url, typed_key, ""
+    host = probed[url]
+    netloc = f"[{host}]" if ":" in host else host
+    port = urlsplit(url).port or 80
+    return url, typed_key, urlsplit(url)._replace(netloc=f"{netloc}:{port}").geturl()
+
+
+def _connection(sb) -> tuple[str, str, str, str]:
+    """(url, api key, path, connect url) from the sidebar, or ConnectionRefused."""
+    if not _may_change_connection():
+        # shown as text, no fields; the configured connection only (links naming another are ignored)
+        url = settings.get("QDRANT_URL")
+        sb.text(f"Qdrant: {netguard.public_url(url)}" if url else
+                f"Qdrant: embedded folder {settings.get('ATLAS_STORE_PATH')}")
+        return url, settings.get("QDRANT_API_KEY"), settings.get("ATLAS_STORE_PATH"), ""
+    _init_defaults()
+    sb.radio("Qdrant", MODES, key="conn_mode", horizontal=True)
+    if st.session_state.conn_mode == "Embedded folder":
+        sb.text_input("Embedded storage folder", key="conn_path")
+        path = st.session_state.conn_path
+        if path != settings.get("ATLAS_STORE_PATH"):  # the operator's own folder is always allowed
+            try:
+                path = str(paths.check_path(path, "embedded store"))
+            except paths.PathNotAllowed as exc:
+                raise ConnectionRefused(str(exc)) from None
+        return "", "", path, ""
+    sb.text_input("Server URL", key="conn_url", placeholder="http://localhost:6333")
+    sb.text_input("API key", key="conn_key", type="password",
+                  help="Your key for this server. A key configured on the server is used for its own URL only.")
+    url = st.session_state.conn_url.strip()
+    if not url:
+        sb.warning("Enter the URL of a Qdrant server, e.g. http://localhost:6333.")
+        raise ConnectionRefused("")
+    url, api_key, connect_url = _server(url, st.session_state.conn_key)
+    return url, api_key, "", connect_url
 
 
 def sidebar() -> Context | None:
     """Connection and collection pickers, shared by every page; the connection status is always shown."""
-    _init_defaults()
     sb = st.sidebar
-    sb.radio("Qdrant", MODES, key="conn_mode", horizontal=True)
-    if st.session_state.conn_mode == "Embedded folder":
-        sb.text_input("Embedded storage folder", key="conn_path")
-        url, api_key, path = "", "", st.session_state.conn_path
-    else:
-        sb.text_input("Server URL", key="conn_url", placeholder="http://localhost:6333")
-        sb.text_input("API key", key="conn_key", type="password")
-        url, api_key, path = st.session_state.conn_url.strip(), st.session_state.conn_key, ""
-        if not url:
-            sb.warning("Enter the URL of a Qdrant server, e.g. http://localhost:6333.")
-            return None
     try:
-        store = get_store(url, api_key, path)
+        url, api_key, path, connect_url = _connection(sb)
+    except ConnectionRefused as exc:
+        if str(exc):
+            sb.error(f"Not connected: {exc}")
+        return None
+    try:
+        # three arguments unless pinned: the cache key is the arguments as passed, and pages share this handle
+        store = get_store(url, api_key, path, connect_url) if connect_url else get_store(url, api_key, path)
         collections = [c.name for c in store.list_collections()]
     except StoreError as exc:
         sb.error(f"Not connected: {exc}")
         return None
     sb.success(f"Connected: {store.describe()} · {len(collections)} collection(s)")
-    _write_connection_to_url(url, path)
+    if _may_change_connection():
+        _write_connection_to_url(url, path)
+    else:
+        write_url(qdrant=None, store=None)
     if not collections:
         write_url(collection=None, label_field=None)
         return Context(store, None, None, None, None)
@@ -107,17 +194,25 @@ def sidebar() -> Context | None:
     else:
         label_field = None
     write_url(collection=name, label_field=label_field if label_field != detected else None)
-    default_root = thumbnails.recall_root(settings.get("ATLAS_CACHE_DIR"), store.location, name) or \
-        settings.get("ATLAS_IMAGE_ROOT")
+    cache_dir = settings.get("ATLAS_CACHE_DIR")
+    default_root = thumbnails.recall_root(cache_dir, store.location, name) or settings.get("ATLAS_IMAGE_ROOT")
     root_key = f"image_root::{store.location}::{name}"
     st.session_state.setdefault(root_key, default_root)
     image_root = sb.text_input("Image folder", key=root_key,
                                help="Folder that the points' relative `path` values are resolved against.")
-    return Context(store, name, summary, label_field, image_root or None)
+    if image_root:
+        try:
+            paths.check_path(image_root, "image folder")
+        except paths.PathNotAllowed as exc:
+            sb.error(str(exc))
+            image_root = ""
+    return Context(store, name, summary, label_field, image_root or None,
+                   thumbnails.recall_base_urls(cache_dir, store.location, name))
 
 
 def thumb(payload: dict, ctx: Context, size: int = 160):
-    img = thumbnails.thumbnail(payload, ctx.image_root, size=size, cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs")
+    img = thumbnails.thumbnail(payload, ctx.image_root, size=size, cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs",
+                               base_urls=ctx.image_base_urls)
     return img if img is not None else thumbnails.placeholder(size)
 
 

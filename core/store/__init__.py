@@ -5,12 +5,13 @@ from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, InvalidPoint
                    StoreError, StoreLocked, VectorSpec, parse_point_id, parse_point_ids)
 
 
-def open_store(url: str = "", api_key: str = "", path: str = "./data/qdrant") -> Store:
-    """A URL (http/https, or ":memory:" for tests) opens qdrant-client; otherwise the embedded engine in `path`."""
+def open_store(url: str = "", api_key: str = "", path: str = "./data/qdrant", connect_url: str = "") -> Store:
+    """A URL (http/https, or ":memory:" for tests) opens qdrant-client; otherwise the embedded engine in `path`.
+    connect_url: where to connect instead of url (the checked address of a visitor's URL, see core.netguard)."""
     if url:
         from .remote import ClientStore
 
-        return ClientStore(url, api_key or None)
+        return ClientStore(url, api_key or None, connect_url=connect_url)
     from .edge import EdgeStore
 
     return EdgeStore(path)

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ..netguard import public_url
 from .base import (CollectionInfo, CollectionNotFound, Filter, Hit, PointId, Points, Store, StoreError,
                    VectorSpec, filter_terms, parse_point_id, parse_point_ids, payload_path)
 
@@ -40,15 +41,17 @@ def _vector_of(raw: Any, name: str) -> list[float] | None:
 class ClientStore(Store):
     engine = "server"
 
-    def __init__(self, url: str, api_key: str | None = None, timeout: int = 10):
-        self.location = url
+    def __init__(self, url: str, api_key: str | None = None, timeout: int = 10, connect_url: str = ""):
+        """connect_url: the same server with its checked IP address in place of the host name (core.netguard),
+        so that a second DNS answer cannot point the client elsewhere; url is still what messages show."""
+        self.location = public_url(url)  # messages and the page never show user:password@
         if url == ":memory:":
             self.engine = "in-memory"
         try:
             if url == ":memory:":
                 self.client = QdrantClient(location=":memory:")
             else:
-                self.client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout,
+                self.client = QdrantClient(url=connect_url or url, api_key=api_key or None, timeout=timeout,
                                            check_compatibility=False)
             self.client.get_collections()  # fail now, with the URL, rather than on first use
         except Exception as exc:
