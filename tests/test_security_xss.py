@@ -33,10 +33,13 @@ PER_LABEL = 6
 # --- (a) the helpers ------------------------------------------------------------------------------------------
 
 def test_md_escape_leaves_no_markdown_or_html_character_unescaped():
-    for value in HOSTILE + [VECTOR, "a & b &quot;", ":red[x] $x$ :material/home:", "# h\n- item\r\n> q", "`c` ~s~"]:
+    for value in HOSTILE + [VECTOR, "a & b &quot;", ":red[x] $x$ :material/home:", "# h\n- item\r\n> q", "`c` ~s~",
+                            "- x", "12. y", "> q"]:
         escaped = md_escape(value)
-        # every character Markdown, HTML or Streamlit's directives act on is preceded by a backslash
-        assert not re.search(r"(?<!\\)[*_\[\]()<>#`!|~$:&\-]", escaped.replace("\\\\", "")), escaped
+        # every character Markdown, HTML or Streamlit's directives act on is preceded by a backslash, and so is a
+        # block marker (heading, quote, list) at the start
+        assert not re.search(r"(?<!\\)[*_\[\]()<>`!|~$:&]", escaped.replace("\\\\", "")), escaped
+        assert not re.match(r"\s*([#>+-]|\d+[.)])", escaped), escaped
         # and removing the escapes gives the value back (line breaks become spaces: one line of text)
         assert re.sub(r"\\(.)", r"\1", escaped).replace(WORD_JOINER, "") == re.sub(r"[\r\n]+", " ", value)
     # GFM links bare URLs and e-mail addresses whatever the escapes: an invisible joiner keeps them text

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Every ASCII punctuation character that Markdown, GFM, HTML or Streamlit's directives give a meaning to. CommonMark
-# turns a backslash before any ASCII punctuation into that character, so the escaped text shows literally.
-_SIGNIFICANT = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:&=\"'%^@/])")
+# Characters that Markdown, GFM, HTML or Streamlit's directives (`:red[..]`, `$math$`) act on anywhere in a line.
+# CommonMark turns a backslash before any ASCII punctuation into that character, so escaped text shows literally.
+_INLINE = re.compile(r"([\\`*_{}\[\]()<>!|~$:&])")
+# ...and at the start of a block only: a heading, quote, list item or numbered list item ("1. ", "2) ").
+_BLOCK_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
 # GitHub-flavoured Markdown links bare URLs and e-mail addresses after escapes are resolved, so escaping cannot stop
 # it: an invisible word joiner after these prefixes does (the text looks the same).
 _AUTOLINK = re.compile(r"(https?:|www|@)", re.IGNORECASE)
@@ -24,4 +26,5 @@ def md_escape(value: Any) -> str:
     e-mail addresses get an invisible word joiner so that they are not turned into links."""
     text = value if isinstance(value, str) else str(value)
     text = _AUTOLINK.sub(r"\1" + WORD_JOINER, re.sub(r"[\r\n]+", " ", text))
-    return _SIGNIFICANT.sub(r"\\\1", text)
+    text = _INLINE.sub(r"\\\1", text)
+    return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
