@@ -5,6 +5,7 @@ import streamlit as st
 from core import auth as auth_rules
 from core import labels as label_ops
 from core.catalog import payload_text
+from core.exporting import to_csv
 from ui.audit import (act, audit_with_status, handled_ids, keep, md_escape, relabel_chosen, show_message, undo_last,
                       version)
 from ui.auth import can, mode
@@ -51,7 +52,7 @@ if run or st.session_state.pop("audit_force", False) or held is None or held[0] 
     st.session_state["audit_report"] = held
 report = held[1]
 for note in report.notes:
-    st.info(note)
+    st.info(md_escape(note))
 table = report.table
 done = handled_ids()
 field = report.label_field or "label"
@@ -67,7 +68,7 @@ cols[3].metric("Duplicate groups", f"{report.results['duplicate'].summary['group
                if "duplicate" in report.results else "–")
 cols[4].metric("Unlabeled", f"{label_summary.get('unlabeled', 0):,}")
 if label_summary.get("note"):
-    st.warning(label_summary["note"])
+    st.warning(md_escape(label_summary["note"]))
 
 known_labels = sorted({str(v) for v in table["label"].dropna()})
 # The table holds labels as text; a change writes the label as the collection stores it (3, not "3").
@@ -161,7 +162,7 @@ with tabs[0]:
             b4.button(f"Set label of {len(ids)}", key="audit_bulk_set",
                       disabled=not target or (new_label and not create), on_click=act,
                       args=(label_ops.relabel, ctx.store, s.name, ids, field, typed(target)))
-        st.download_button("Export suspects (CSV)", suspects.to_csv(index=False), f"{s.name}-suspects.csv",
+        st.download_button("Export suspects (CSV)", to_csv(suspects), f"{s.name}-suspects.csv",
                            "text/csv", key="audit_export")
         pages = max(1, -(-len(suspects) // PER_PAGE))
         page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="audit_page") if pages > 1 else 1
@@ -241,7 +242,7 @@ with tabs[5]:
     if changes:
         log = pd.DataFrame([c.as_row() for c in changes])
         st.dataframe(log.drop(columns=["collection", "id"]), hide_index=True, key="audit_log")
-        st.download_button("Export change log (CSV)", log.to_csv(index=False), f"{s.name}-changes.csv", "text/csv",
+        st.download_button("Export change log (CSV)", to_csv(log), f"{s.name}-changes.csv", "text/csv",
                            key="audit_export_changes")
     if changes and editor:
         last = changes[-1].batch

@@ -4,6 +4,7 @@ import streamlit as st
 from core import models, settings
 from core.ingest import IngestError, check_collection, ingest, scan_folder, summary_lines
 from core.paths import PathNotAllowed, check_path
+from core.exporting import to_csv
 from core.store import StoreError
 from ui.auth import can
 
@@ -71,4 +72,4 @@ if report:
     if report["skipped_files"]:
         skipped = pd.DataFrame(report["skipped_files"])
         st.dataframe(skipped, hide_index=True, width="stretch")
-        st.download_button("Download skipped files (CSV)", skipped.to_csv(index=False), "skipped.csv", "text/csv")
+        st.download_button("Download skipped files (CSV)", to_csv(skipped), "skipped.csv", "text/csv")
