@@ -136,9 +136,10 @@ class _PinnedHTTP(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, ip: str, timeout: float):
         super().__init__(host, port, timeout=timeout)
         self._ip = ip
+        self.raw_sock: socket.socket | None = None  # kept: http.client drops self.sock once a response will close
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self.raw_sock = socket.create_connection((self._ip, self.port), self.timeout)
 
 
 class _PinnedHTTPS(_PinnedHTTP):
@@ -193,8 +194,8 @@ def _one_hop(url: str, ip: str, deadline: float, max_bytes: int) -> tuple[int, s
         conn.close()
 
 
-def _abort(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
+def _abort(conn: _PinnedHTTP) -> None:
+    sock = conn.raw_sock
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
