@@ -13,12 +13,6 @@ try:
 except AuthConfigError as exc:
     st.error(f"Log-in is misconfigured, so nothing is shown: {exc}")  # fail closed
     st.stop()
-if must_log_in:
-    # Nothing but the log-in page until someone logs in: no sidebar, no connection, and a link to any other page
-    # lands here too.
-    st.navigation([st.Page(auth.login_page, title="Log in", icon=":material/login:")]).run()
-    st.stop()
-
 pages = [
     st.Page("app_pages/collections.py", title="Collections", icon=":material/database:", default=True),
     st.Page("app_pages/ingest.py", title="Ingest", icon=":material/upload:"),
@@ -27,6 +21,12 @@ pages = [
     st.Page("app_pages/search.py", title="Search", icon=":material/image_search:"),
     st.Page("app_pages/graph.py", title="Graph", icon=":material/hub:"),
 ]
+if must_log_in:
+    # Only the log-in form until someone logs in: no sidebar, no connection, no page. The pages are registered
+    # (hidden, never run) so that a link to one is not "page not found", and opens it once logged in.
+    st.navigation(pages, position="hidden")
+    auth.login_page()
+    st.stop()
 page = st.navigation(pages)
 st.sidebar.title("Image Atlas")
 auth.sidebar_user()
