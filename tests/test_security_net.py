@@ -71,6 +71,14 @@ class Listener:
                 except OSError:
                     return
                 time.sleep(0.3)
+        elif self.mode == "trickle-headers":  # the status line itself, one byte at a time
+            for byte in b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello":
+                try:
+                    h.wfile.write(bytes([byte]))
+                    h.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.3)
         elif self.mode == "qdrant":  # enough of Qdrant's REST API for the sidebar to connect
             body = json.dumps({"title": "qdrant - vector search engine", "version": "1.19.0"} if h.path == "/"
                               else {"result": {"collections": []}, "status": "ok", "time": 0.0}).encode()
@@ -246,8 +254,9 @@ def test_redirects_are_followed_three_hops_at_most(listen, monkeypatch):
     assert thumbnails.thumbnail({"image_url": f"{ok.url}/a.png"}, None).size == (24, 24)  # allowed -> allowed
 
 
-def test_trickling_server_is_given_up_at_the_total_deadline(listen, monkeypatch):
-    slow = listen("trickle")
+@pytest.mark.parametrize("mode", ["trickle", "trickle-headers"])
+def test_trickling_server_is_given_up_at_the_total_deadline(listen, monkeypatch, mode):
+    slow = listen(mode)
     monkeypatch.setenv("ATLAS_ALLOWED_HOSTS", f"127.0.0.1:{slow.port}")
     started = time.monotonic()
     assert thumbnails.thumbnail({"image_url": f"{slow.url}/a.png"}, None, timeout=2.0) is None

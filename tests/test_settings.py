@@ -34,3 +34,18 @@ def test_core_never_imports_streamlit():
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "core").rglob("*.py")
                  if re.search(r"^\s*(import streamlit|from streamlit)", p.read_text(), re.M)]
     assert not offenders
+
+
+def test_on_off_settings_and_where_a_value_comes_from(tmp_path, monkeypatch):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('QDRANT_URL = "http://qdrant:6333"\n')
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    monkeypatch.delenv("ATLAS_ALLOW_PRIVATE_HOSTS", raising=False)
+    assert settings.source("QDRANT_URL", secrets) == "secrets"
+    assert settings.source("QDRANT_URL", tmp_path / "missing.toml") == "default"
+    monkeypatch.setenv("QDRANT_URL", "http://other:6333")
+    assert settings.source("QDRANT_URL", secrets) == "environment"
+    assert settings.is_on("ATLAS_ALLOW_PRIVATE_HOSTS") is False
+    for value, expected in (("on", True), ("ON", True), ("true", True), ("1", True), ("off", False), ("no", False)):
+        monkeypatch.setenv("ATLAS_ALLOW_PRIVATE_HOSTS", value)
+        assert settings.is_on("ATLAS_ALLOW_PRIVATE_HOSTS") is expected
