@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from . import images, thumbnails
+from .exporting import csv_safe_cell
 from .models import Embedder
 from .store import PointId, Store
 
@@ -458,5 +459,6 @@ def write_skipped_csv(report: IngestReport, report_dir: Path) -> Path:
     with out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "reason"])
-        writer.writerows([s.path, s.reason] for s in report.skipped)
+        # file names are user data: a name like "=cmd|..." must not run as a formula in a spreadsheet
+        writer.writerows([csv_safe_cell(s.path), csv_safe_cell(s.reason)] for s in report.skipped)
     return out

@@ -249,3 +249,13 @@ def test_symlinks_back_into_the_folder_are_skipped(fruit, store, tmp_path):
     reasons = {s.path: s.reason for s in report.skipped}
     assert set(reasons) == {"all", "apple/again", "banana/link.png", "kiwi/loop"}
     assert "symbolic link" in reasons["all"] and "loop" in reasons["kiwi/loop"]
+
+
+def test_skipped_files_csv_neutralises_formula_file_names(tmp_path):
+    # a file name is user data: opened in a spreadsheet, "=HYPERLINK(...)" must stay text
+    from core.ingest import IngestReport, Skipped, write_skipped_csv
+
+    report = IngestReport(collection="c", folder=str(tmp_path), model="m")
+    report.skipped.append(Skipped('=HYPERLINK("http://x").png', "not an image"))
+    text = write_skipped_csv(report, tmp_path / "reports").read_text()
+    assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
