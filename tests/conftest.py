@@ -28,3 +28,10 @@ def store(request, tmp_path):
 def unit_rows(n: int, d: int, seed: int = 0) -> np.ndarray:
     x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def shown(markdown: str) -> str:
+    """What a message built with ui.text.md_escape shows: without its backslash escapes and word joiners."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown.replace("\u2060", ""))

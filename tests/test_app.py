@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.ingest import ingest, point_id
 from core.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shown
 from tests.fakes import ColorEmbedder, write_image
 from ui.common import get_store
 
@@ -60,7 +60,7 @@ def test_unreachable_server_is_named(app_env):
     at.sidebar.radio(key="conn_mode").set_value("Server URL").run()
     at.sidebar.text_input(key="conn_url").set_value("http://127.0.0.1:9").run()
     assert not at.exception
-    assert any("http://127.0.0.1:9" in e.value for e in at.sidebar.error)
+    assert any("http://127.0.0.1:9" in shown(e.value) for e in at.sidebar.error)  # escaped Markdown
 
 
 def test_locked_embedded_folder_is_explained(app_env, tmp_path):

@@ -11,6 +11,7 @@ from core import netguard, paths, settings, thumbnails
 from core.catalog import CollectionSummary, payload_text, summarize
 from core.store import Store, StoreError, open_store
 from ui.state import seed_from_url, write_url
+from ui.text import md_escape
 
 MODES = ("Embedded folder", "Server URL")
 
@@ -154,16 +155,16 @@ def sidebar() -> Context | None:
         url, api_key, path, connect_url = _connection(sb)
     except ConnectionRefused as exc:
         if str(exc):
-            sb.error(f"Not connected: {exc}")
+            sb.error(f"Not connected: {md_escape(exc)}")
         return None
     try:
         # three arguments unless pinned: the cache key is the arguments as passed, and pages share this handle
         store = get_store(url, api_key, path, connect_url) if connect_url else get_store(url, api_key, path)
         collections = [c.name for c in store.list_collections()]
     except StoreError as exc:
-        sb.error(f"Not connected: {exc}")
+        sb.error(f"Not connected: {md_escape(exc)}")
         return None
-    sb.success(f"Connected: {store.describe()} · {len(collections)} collection(s)")
+    sb.success(f"Connected: {md_escape(store.describe())} · {len(collections)} collection(s)")
     if _may_change_connection():
         _write_connection_to_url(url, path)
     else:
@@ -178,7 +179,7 @@ def sidebar() -> Context | None:
     try:
         summary = summarize(store, name)
     except StoreError as exc:  # a collection this tool cannot read must not take down every page's sidebar
-        sb.error(f"Cannot read collection '{name}': {exc}")
+        sb.error(f"Cannot read collection '{md_escape(name)}': {md_escape(exc)}")
         return Context(store, None, None, None, None)
     detected = summary.label_field
     if summary.payload_keys:
@@ -204,7 +205,7 @@ def sidebar() -> Context | None:
         try:
             paths.check_path(image_root, "image folder")
         except paths.PathNotAllowed as exc:
-            sb.error(str(exc))
+            sb.error(md_escape(exc))
             image_root = ""
     return Context(store, name, summary, label_field, image_root or None,
                    thumbnails.recall_base_urls(cache_dir, store.location, name))
