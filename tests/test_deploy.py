@@ -14,6 +14,9 @@ def test_compose_runs_pinned_qdrant_and_points_the_app_at_it():
     assert app["environment"]["QDRANT_URL"] == "http://qdrant:6333"
     assert app["depends_on"]["qdrant"]["condition"] == "service_healthy"
     assert app["build"] == "."
+    # nothing is reachable from the network until an operator says so (log-in is not configured by default)
+    assert all(p.startswith("127.0.0.1:") for p in qdrant["ports"])
+    assert app["ports"] == ["${ATLAS_BIND:-127.0.0.1}:8501:8501"]
     # shared safely by default: a locked connection, and server folders only under the two mounts
     assert app["environment"]["ATLAS_LOCK_CONNECTION"] == "on"
     assert app["environment"]["ATLAS_ALLOWED_ROOTS"].split(",") == ["/images", "/data"]
