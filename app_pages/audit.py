@@ -6,6 +6,7 @@ from core import auth as auth_rules
 from core import labels as label_ops
 from core.catalog import payload_text
 from core.exporting import to_csv
+from core.figures import plotly_text
 from ui.audit import (act, audit_with_status, handled_ids, keep, md_escape, relabel_chosen, show_message, undo_last,
                       version)
 from ui.auth import can, mode
@@ -173,7 +174,9 @@ with tabs[0]:
 with tabs[1]:
     if "label" in report.results and not report.results["label"].extra.get("confusion", pd.DataFrame()).empty:
         extra = report.results["label"].extra
-        st.plotly_chart(px.imshow(extra["confusion"], text_auto=True, color_continuous_scale="Blues",
+        # labels become axis ticks, where Plotly renders HTML: escape them as Plotly text
+        confusion = extra["confusion"].rename(index=plotly_text, columns=plotly_text)
+        st.plotly_chart(px.imshow(confusion, text_auto=True, color_continuous_scale="Blues",
                                   labels={"x": "suggested label", "y": "given label", "color": "suspects"}),
                         key="audit_confusion")
         st.dataframe(extra["label_quality"].sort_values().reset_index(), hide_index=True, key="audit_quality")

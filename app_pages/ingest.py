@@ -7,6 +7,7 @@ from core.paths import PathNotAllowed, check_path
 from core.exporting import to_csv
 from core.store import StoreError
 from ui.auth import can
+from ui.text import md_escape
 
 
 @st.cache_resource(show_spinner=False)
@@ -23,7 +24,7 @@ ctx = st.session_state.get("ctx")
 if ctx is None:
     st.warning("Not connected to Qdrant. Fix the connection in the sidebar first.")
     st.stop()
-st.caption(f"Into {ctx.store.describe()}. The folder holds one subfolder per label (apple/1.jpg, banana/2.png, …). "
+st.caption(f"Into {md_escape(ctx.store.describe())}. The folder holds one subfolder per label (apple/1.jpg, banana/2.png, …). "
            "Running it again adds only new or changed images.")
 
 with st.form("ingest_form"):
@@ -47,7 +48,7 @@ if submitted:
         check_collection(ctx.store, collection.strip(), choice.name)
         with st.spinner(f"Loading {choice.name}…"):
             model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
-        st.caption(f"Model: {choice.name} — {choice.reason}")
+        st.caption(f"Model: {choice.name} — {md_escape(choice.reason)}")
         bar = st.progress(0.0, text=f"0 of {len(files)} images")
 
         def on_progress(p) -> None:
@@ -61,12 +62,12 @@ if submitted:
                         progress=on_progress)
         st.session_state["ingest_report"] = report.as_dict()
     except (IngestError, PathNotAllowed, models.ModelError, StoreError) as exc:
-        st.error(str(exc))
+        st.error(md_escape(exc))
 
 report = st.session_state.get("ingest_report")
 if report:
     first, *kept = summary_lines(report)
-    st.success(first)
+    st.success(md_escape(first))
     for line in kept:
         st.text(line)  # labels and paths are user data: plain text
     if report["skipped_files"]:

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -34,7 +33,6 @@ import urllib.request
 import uuid
 import warnings
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 

@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may wait on the network
 
+from core.ingest import ingest  # noqa: E402
 from core.store import open_store  # noqa: E402
+from tests.fakes import ColorEmbedder, write_image  # noqa: E402
 
 ENGINES = ["embedded", "client"]
 
@@ -35,3 +37,42 @@ def shown(markdown: str) -> str:
     import re
 
     return re.sub(r"\\(.)", r"\1", markdown.replace("\u2060", ""))
+
+
+# --- app environments shared by the AppTest files ---------------------------------------------------------------
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    folder = tmp_path / "fruit"
+    for label, n in {"apple": 5, "banana": 3, "**kiwi** <img src=x>": 2}.items():
+        for i in range(n):
+            write_image(folder / label / f"{i}.png", (40 * i, 100, 200))
+    store_path = tmp_path / "qdrant"
+    cache = tmp_path / "cache"
+    with open_store(path=str(store_path)) as store:
+        ingest(store, folder, "fruits", ColorEmbedder(), cache_dir=cache)
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(cache))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def colors_env(tmp_path, monkeypatch):
+    """Three colour classes, a red image filed under 'blue' and a green one under 'red' (label issues), and a black
+    one (an outlier)."""
+    folder = tmp_path / "colors"
+    rng = np.random.default_rng(0)
+    for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
+        for i in range(12):
+            jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
+            write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
+    write_image(folder / "blue" / "odd.png", (225, 25, 35))
+    write_image(folder / "red" / "greenish.png", (35, 205, 45))
+    write_image(folder / "blue" / "dark.png", (0, 0, 0))
+    store_path = tmp_path / "qdrant"
+    with open_store(path=str(store_path)) as store:
+        ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return store_path

@@ -13,22 +13,6 @@ PAGES = ["app_pages/collections.py", "app_pages/ingest.py", "app_pages/explore.p
          "app_pages/graph.py"]
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    folder = tmp_path / "fruit"
-    for label, n in {"apple": 5, "banana": 3, "**kiwi** <img src=x>": 2}.items():
-        for i in range(n):
-            write_image(folder / label / f"{i}.png", (40 * i, 100, 200))
-    store_path = tmp_path / "qdrant"
-    cache = tmp_path / "cache"
-    with open_store(path=str(store_path)) as store:
-        ingest(store, folder, "fruits", ColorEmbedder(), cache_dir=cache)
-    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
-    monkeypatch.setenv("ATLAS_CACHE_DIR", str(cache))
-    monkeypatch.delenv("QDRANT_URL", raising=False)
-    return tmp_path
-
-
 def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 

@@ -1,5 +1,4 @@
 """AppTest over the Audit page's actions: each user action writes exactly once, whatever the reruns."""
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -9,28 +8,6 @@ from core.store import open_store
 from tests.conftest import ROOT
 from tests.fakes import ColorEmbedder, write_image
 from ui.common import get_store
-
-
-@pytest.fixture
-def colors_env(tmp_path, monkeypatch):
-    """Three colour classes, a red image filed under 'blue' and a green one under 'red' (label issues), and a black
-    one (an outlier)."""
-    folder = tmp_path / "colors"
-    rng = np.random.default_rng(0)
-    for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
-        for i in range(12):
-            jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
-            write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
-    write_image(folder / "blue" / "odd.png", (225, 25, 35))
-    write_image(folder / "red" / "greenish.png", (35, 205, 45))
-    write_image(folder / "blue" / "dark.png", (0, 0, 0))
-    store_path = tmp_path / "qdrant"
-    with open_store(path=str(store_path)) as store:
-        ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
-    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
-    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("QDRANT_URL", raising=False)
-    return store_path
 
 
 def _audit(timeout: int = 60) -> AppTest:

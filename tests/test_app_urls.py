@@ -5,7 +5,6 @@ from core.ingest import ingest
 from core.store import open_store
 from tests.conftest import ROOT
 from tests.fakes import ColorEmbedder, write_image
-from tests.test_app import app_env  # noqa: F401  (fixture: collection "fruits" in an embedded store)
 
 
 def _app(**params: str) -> AppTest:
@@ -15,7 +14,7 @@ def _app(**params: str) -> AppTest:
     return at
 
 
-def _add_collection(app_env, name: str) -> None:  # noqa: F811
+def _add_collection(app_env, name: str) -> None:
     for label in ("red", "blue"):
         for i in range(3):
             write_image(app_env / name / label / f"{i}.png", (200 if label == "red" else 0, 30 * i, 90))
@@ -23,7 +22,7 @@ def _add_collection(app_env, name: str) -> None:  # noqa: F811
         ingest(store, app_env / name, name, ColorEmbedder(), cache_dir=app_env / "cache")
 
 
-def test_collection_choice_goes_into_the_url_and_a_link_restores_it(app_env):  # noqa: F811
+def test_collection_choice_goes_into_the_url_and_a_link_restores_it(app_env):
     _add_collection(app_env, "zoo")
     at = _app().run()
     first = at.sidebar.selectbox(key="collection").value
@@ -37,7 +36,7 @@ def test_collection_choice_goes_into_the_url_and_a_link_restores_it(app_env):  #
     assert again.sidebar.selectbox(key="collection").value == other
 
 
-def test_explore_link_redraws_the_same_map(app_env):  # noqa: F811
+def test_explore_link_redraws_the_same_map(app_env):
     at = _app(collection="fruits", method="PCA", map="1")
     at.switch_page("app_pages/explore.py").run()
     assert not at.exception, at.exception
@@ -46,7 +45,7 @@ def test_explore_link_redraws_the_same_map(app_env):  # noqa: F811
     assert at.query_params["method"] == "PCA" and at.query_params["map"] == "1"
 
 
-def test_stale_or_hostile_links_fall_back_to_defaults(app_env, tmp_path):  # noqa: F811
+def test_stale_or_hostile_links_fall_back_to_defaults(app_env, tmp_path):
     missing = tmp_path / "no-such-folder"
     at = _app(collection="gone", method="<b>x</b>", color="nope", qdrant="embedded", store=str(missing))
     at.switch_page("app_pages/explore.py").run()

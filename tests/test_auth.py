@@ -12,8 +12,6 @@ from streamlit.testing.v1 import AppTest
 from core import auth
 from core.ingest import point_id
 from tests.conftest import ROOT
-from tests.test_app import app_env  # noqa: F401  (fixture)
-from tests.test_app_audit import colors_env  # noqa: F401  (fixture)
 from ui.common import get_store
 
 PASSWORDS = {"vera": "viewer pass", "ed": "editor pass", "ada": "admin pass"}

@@ -14,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 from core import netguard, paths, thumbnails
 from tests.conftest import ROOT, shown
-from tests.test_app import app_env  # noqa: F401  (fixture: collection "fruits" in an embedded store)
 
 KEY = "sekret-KEY-6d1f0c"
 
@@ -147,7 +146,7 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
-def test_configured_key_is_in_no_widget_and_no_session_value(app_env, monkeypatch, listen):  # noqa: F811
+def test_configured_key_is_in_no_widget_and_no_session_value(app_env, monkeypatch, listen):
     configured = listen("qdrant")
     monkeypatch.setenv("QDRANT_URL", configured.url)
     monkeypatch.setenv("QDRANT_API_KEY", KEY)
@@ -160,7 +159,7 @@ def test_configured_key_is_in_no_widget_and_no_session_value(app_env, monkeypatc
     assert KEY not in _everything_sent(at)
 
 
-def test_configured_key_is_not_sent_to_another_url(app_env, monkeypatch, listen):  # noqa: F811
+def test_configured_key_is_not_sent_to_another_url(app_env, monkeypatch, listen):
     configured, other = listen("qdrant"), listen("qdrant")
     monkeypatch.setenv("QDRANT_URL", configured.url)
     monkeypatch.setenv("QDRANT_API_KEY", KEY)
@@ -174,7 +173,7 @@ def test_configured_key_is_not_sent_to_another_url(app_env, monkeypatch, listen)
     assert KEY not in _everything_sent(at)
 
 
-def test_locked_connection_shows_text_and_ignores_links(app_env, monkeypatch, listen):  # noqa: F811
+def test_locked_connection_shows_text_and_ignores_links(app_env, monkeypatch, listen):
     configured, other = listen("qdrant"), listen("qdrant")
     monkeypatch.setenv("QDRANT_URL", f"http://atlas:pa55word@127.0.0.1:{configured.port}")
     monkeypatch.setenv("QDRANT_API_KEY", KEY)  # ATLAS_LOCK_CONNECTION=auto: locked, QDRANT_URL is from the env
@@ -272,7 +271,7 @@ def test_download_larger_than_the_cap_is_refused(listen, monkeypatch):
         netguard.fetch(f"{target.url}/a.png", max_bytes=50)
 
 
-def test_server_url_probe_says_the_same_for_closed_and_open_ports(app_env, monkeypatch, listen):  # noqa: F811
+def test_server_url_probe_says_the_same_for_closed_and_open_ports(app_env, monkeypatch, listen):
     web = listen("other")
     closed = _closed_port()
     monkeypatch.setenv("ATLAS_ALLOWED_HOSTS", f"127.0.0.1:{web.port},127.0.0.1:{closed}")
@@ -289,7 +288,7 @@ def test_server_url_probe_says_the_same_for_closed_and_open_ports(app_env, monke
     assert all("Errno" not in m and "refused" not in m for m in messages.values())
 
 
-def test_server_url_must_be_an_allowed_host(app_env, listen):  # noqa: F811
+def test_server_url_must_be_an_allowed_host(app_env, listen):
     target = listen("qdrant")
     at = _app().run()
     at.sidebar.radio(key="conn_mode").set_value("Server URL").run()
@@ -337,7 +336,7 @@ def test_thumbnails_stay_inside_the_allowed_roots(roots):
     assert thumbnails.thumbnail({"path": "../outside/secret.png"}, inside) is None
 
 
-def test_sidebar_folders_outside_the_roots_are_refused(app_env, monkeypatch):  # noqa: F811
+def test_sidebar_folders_outside_the_roots_are_refused(app_env, monkeypatch):
     monkeypatch.setenv("ATLAS_ALLOWED_ROOTS", str(app_env))
     at = _app().run()
     root_key = f"image_root::{(app_env / 'qdrant').resolve()}::fruits"
@@ -352,7 +351,7 @@ def test_sidebar_folders_outside_the_roots_are_refused(app_env, monkeypatch):  #
     assert not elsewhere.exists()  # no folder and no lock created outside the roots
 
 
-def test_store_link_outside_the_roots_is_ignored(app_env, monkeypatch, tmp_path_factory):  # noqa: F811
+def test_store_link_outside_the_roots_is_ignored(app_env, monkeypatch, tmp_path_factory):
     other = tmp_path_factory.mktemp("other-store")
     monkeypatch.setenv("ATLAS_ALLOWED_ROOTS", str(app_env))
     at = _app()

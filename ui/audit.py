@@ -4,7 +4,6 @@ Every action runs in a widget callback (on_click): once per click, before the re
 from a widget on every rerun and acted on would write again on every rerun."""
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import streamlit as st
@@ -15,6 +14,7 @@ from core.audit import AuditReport, run_audit
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
 from ui.maps import array_cache
+from ui.text import md_escape  # noqa: F401  (pages import it from here too)
 
 
 def audit_with_status(store, collection: str, label_field: str | None, checks: list[str], k: int,
@@ -29,11 +29,6 @@ def audit_with_status(store, collection: str, label_field: str | None, checks: l
         status.update(label=f"Audited {len(report.points):,} points "
                             f"({'from cache' if report.cached else f'in {report.seconds:.1f} s'})", state="complete")
     return report
-
-
-def md_escape(text: str) -> str:
-    """Text for widgets that render Markdown (messages, button labels): labels are user data."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$:&])", r"\\\1", text)
 
 
 def record(changes: list[label_ops.Change]) -> None:
