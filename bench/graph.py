@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from core.figures import figure_bytes  # noqa: E402
 from core.graph import build_graph, graph_figure  # noqa: E402
+from machine import machine_info  # noqa: E402
 from synthetic import clustered_vectors  # noqa: E402
 
 GOAL_S = 3.0
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['seconds_p50']:.2f} s | ≤ {GOAL_S:g} s | {'pass' if r['pass'] else 'FAIL'} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                           "loadavg": os.getloadavg()},
+                               "machine": machine_info(("numpy", "scipy", "plotly"), list(os.getloadavg())),
                                "k": args.k, "repeats": args.repeats, "results": rows}, indent=2))
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0  # a missed goal shows in the table and the JSON; the run itself succeeded
