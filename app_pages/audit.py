@@ -124,7 +124,9 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
                   args=(ctx.store, s.name, pid, field, f"{key}_other"))
 
 
-tabs = st.tabs(["Label issues", "Class confusion", "Outliers", "Near-duplicates", "Unlabeled", "Changes"])
+# keyed: a message appearing above the tabs after an action must not send the user back to the first tab
+tabs = st.tabs(["Label issues", "Class confusion", "Outliers", "Near-duplicates", "Unlabeled", "Changes"],
+               key="audit_tabs")
 
 with tabs[0]:
     if "label" not in report.results:

@@ -54,7 +54,7 @@ def run(query) -> None:
 
 
 max_bytes = settings.get("ATLAS_MAX_UPLOAD_MB") * 10**6
-tab_image, tab_text, tab_point, tab_examples = st.tabs(["Image", "Text", "Point", "Examples"])
+tab_image, tab_text, tab_point, tab_examples = st.tabs(["Image", "Text", "Point", "Examples"], key="search_tabs")
 with tab_image:
     upload = st.file_uploader("Query image", type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic",
                                                    "heif"], key="search_upload")

@@ -155,6 +155,27 @@ def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
     assert sum(after.values()) == sum(before.values()) == demo.images
 
 
+def test_undo_on_the_changes_tab_stays_on_that_tab(demo_server, page):
+    # a message appearing above the tabs (here "Undid 1 change.") used to send the user back to the first tab
+    url, _, _ = demo_server
+    page.goto(f"{url}/audit", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
+    threshold = page.get_by_role("slider").nth(1)
+    threshold.focus()
+    for _ in range(25):
+        threshold.press("ArrowRight")
+    page.get_by_role("button", name="Run audit").click()
+    accept = page.get_by_role("button", name="Accept '").first
+    accept.wait_for(timeout=180_000)
+    accept.click()
+    page.get_by_text("Fixed in this session: 1").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Changes").click()
+    page.get_by_role("button", name="Undo the last step").click()
+    page.get_by_text("Undid 1 change").wait_for(timeout=60_000)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
+    assert page.get_by_role("tab", selected=True).inner_text().strip() == "Changes"
+
+
 def test_search_by_uploaded_image_shows_a_gallery(demo_server, page):
     url, demo, _ = demo_server
     query = next(demo.folder.glob("*/*.png"))
