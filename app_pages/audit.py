@@ -242,7 +242,7 @@ with tabs[4]:
 
 with tabs[5]:
     changes = st.session_state.get("audit_changes", [])
-    st.caption(f"{len(changes):,} changes in this session, written to Qdrant (label_original and label_history "
+    st.caption(f"{len(changes):,} change{'' if len(changes) == 1 else 's'} in this session, written to Qdrant (label_original and label_history "
                "are kept in each point's payload). Changes made by one click are one step.")
     if changes:
         log = pd.DataFrame([c.as_row() for c in changes])
