@@ -94,6 +94,8 @@ def _check_pages(page, url: str, draw_map: bool, screenshots: Path | None, timeo
             print(f"     {f}", flush=True)
         if screenshots:
             screenshots.mkdir(parents=True, exist_ok=True)
+            if page.locator(".js-plotly-plot").count():  # a map or graph is what a reader wants to see
+                page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
             page.wait_for_timeout(1000)  # images and the plot finish painting
             page.screenshot(path=str(screenshots / f"screenshot-{title.lower()}.png"))
     return failures
