@@ -542,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"quick": args.quick, "images": len(positions), "model": MODEL, "embed_batch": EMBED_BATCH,
                      "synthetic_n": n_syn, "synthetic_spread": SYN_SPREAD, "synthetic_noise": SYN_NOISE,
                      "synthetic_flip": SYN_FLIP, "synthetic_overlapping_noise": SYN_HARD_NOISE,
-                     "retries": args.retries, "planted": str(args.planted)},
+                     "retries": args.retries, "planted": os.path.relpath(args.planted.resolve(), ROOT)},
         "embedding": {"seconds": round(embed_s, 2), "images_per_second": round(len(positions) / embed_s, 1)
                       if embed_s else None, **embed_info},
         "goals": {"quality": QUALITY_GOALS, "audit_s": AUDIT_GOAL_S, "relabel_p50_ms": RELABEL_GOAL_MS,
