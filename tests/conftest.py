@@ -1,6 +1,8 @@
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -76,3 +78,41 @@ def colors_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("QDRANT_URL", raising=False)
     return store_path
+
+
+# --- a real `streamlit run` for the browser tests ----------------------------------------------------------------
+@contextmanager
+def streamlit_app(**env: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free port with these settings (QDRANT_URL unset unless given); yields its URL."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    full_env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"} | {"HF_HUB_OFFLINE": "1", **env}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    proc.kill()
+                    raise RuntimeError("streamlit did not start: "
+                                       + proc.stdout.read().decode(errors="replace")[-2000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,11 +1,6 @@
 """A real browser against a real `streamlit run`: headless Chromium (Debian's) driven by Playwright."""
 import csv
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -14,15 +9,9 @@ from core import models
 from core.demo import build_demo
 from core.ingest import ingest
 from core.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import streamlit_app
 
 from scripts.check_pages import CHROMIUM, check, launch
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,30 +21,8 @@ def demo_server(tmp_path_factory):
     demo = build_demo(tmp / "demo", per_class=8)
     with open_store(path=str(tmp / "qdrant")) as store:
         ingest(store, demo.folder, "demo", models.load(models.choose("effnet-lite0")), cache_dir=tmp / "cache")
-    port = _free_port()
-    env = {**os.environ, "ATLAS_STORE_PATH": str(tmp / "qdrant"), "ATLAS_CACHE_DIR": str(tmp / "cache"),
-           "HF_HUB_OFFLINE": "1"}
-    env.pop("QDRANT_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
-    yield url, demo, tmp
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with streamlit_app(ATLAS_STORE_PATH=str(tmp / "qdrant"), ATLAS_CACHE_DIR=str(tmp / "cache")) as url:
+        yield url, demo, tmp
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,7 @@
 inject nothing into the page (no element, no dialog, no request) and export to CSV without formulas."""
 import csv
 import io
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pandas as pd
@@ -19,7 +14,7 @@ from core.figures import map_figure, plotly_text
 from core.graph import build_graph, graph_figure
 from core.points import PointSet
 from core.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import streamlit_app
 from ui.text import WORD_JOINER, md_escape
 
 TRAP = "127.0.0.1:1"  # nothing listens there: any request to it is an injected element at work
@@ -109,34 +104,10 @@ def _hostile_store(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def hostile_app(tmp_path_factory):
-    from tests.test_browser import _free_port
-
     tmp = tmp_path_factory.mktemp("xss")
     _hostile_store(str(tmp / "qdrant"))
-    port = _free_port()
-    env = {**os.environ, "ATLAS_STORE_PATH": str(tmp / "qdrant"), "ATLAS_CACHE_DIR": str(tmp / "cache"),
-           "HF_HUB_OFFLINE": "1"}
-    env.pop("QDRANT_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start: " + proc.stdout.read().decode(errors="replace")[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with streamlit_app(ATLAS_STORE_PATH=str(tmp / "qdrant"), ATLAS_CACHE_DIR=str(tmp / "cache")) as url:
+        yield url
 
 
 # Elements that data could have injected: an image or link to the trap, the `<img src=x>` of a label, and bold or

@@ -10,6 +10,7 @@ import streamlit as st
 from core import netguard, paths, settings, thumbnails
 from core.catalog import CollectionSummary, payload_text, summarize
 from core.store import Store, StoreError, open_store
+from ui.auth import can
 from ui.state import seed_from_url, write_url
 from ui.text import md_escape
 
@@ -45,13 +46,7 @@ def connection_locked() -> bool:
 
 
 def _may_change_connection() -> bool:
-    if connection_locked():
-        return False
-    try:
-        from ui.auth import can
-    except ImportError:  # no log-in in this build: a local single-user run
-        return True
-    return can("admin")
+    return not connection_locked() and can("admin")
 
 
 def _init_defaults() -> None:
