@@ -58,19 +58,17 @@ def app_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture
-def colors_env(tmp_path, monkeypatch):
-    """Three colour classes, a red image filed under 'blue' and a green one under 'red' (label issues), and a black
-    one (an outlier)."""
+def make_colors_env(tmp_path, monkeypatch, extras: dict[str, tuple[int, int, int]]):
+    """Collection "colors": 12 jittered images each of red, green and blue, plus `extras` ({"blue/odd.png": rgb}),
+    embedded with the colour embedder into an embedded store the app is pointed at; returns the store folder."""
     folder = tmp_path / "colors"
     rng = np.random.default_rng(0)
     for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
         for i in range(12):
             jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
             write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
-    write_image(folder / "blue" / "odd.png", (225, 25, 35))
-    write_image(folder / "red" / "greenish.png", (35, 205, 45))
-    write_image(folder / "blue" / "dark.png", (0, 0, 0))
+    for rel, rgb in extras.items():
+        write_image(folder / rel, rgb)
     store_path = tmp_path / "qdrant"
     with open_store(path=str(store_path)) as store:
         ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
@@ -78,6 +76,13 @@ def colors_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("QDRANT_URL", raising=False)
     return store_path
+
+
+@pytest.fixture
+def colors_env(tmp_path, monkeypatch):
+    """A red image filed under 'blue' and a green one under 'red' (label issues), and a black one (an outlier)."""
+    return make_colors_env(tmp_path, monkeypatch, {"blue/odd.png": (225, 25, 35), "red/greenish.png": (35, 205, 45),
+                                                   "blue/dark.png": (0, 0, 0)})
 
 
 # --- a real `streamlit run` for the browser tests ----------------------------------------------------------------

@@ -1,12 +1,9 @@
 """AppTest over app.py and every page: no exceptions, key widgets, and the right numbers on screen."""
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.ingest import ingest, point_id
-from core.store import open_store
-from tests.conftest import ROOT, shown
-from tests.fakes import ColorEmbedder, write_image
+from core.ingest import point_id
+from tests.conftest import ROOT, make_colors_env, shown
 from ui.common import get_store
 
 PAGES = ["app_pages/collections.py", "app_pages/ingest.py", "app_pages/explore.py", "app_pages/audit.py", "app_pages/search.py",
@@ -117,20 +114,7 @@ def test_explore_filter_matching_nothing_is_explained(app_env):
 @pytest.fixture
 def audit_env(tmp_path, monkeypatch):
     """Three colour classes with one planted mislabel: a red image filed under 'blue'."""
-    folder = tmp_path / "colors"
-    rng = np.random.default_rng(0)
-    for label, base in {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}.items():
-        for i in range(12):
-            jitter = tuple(int(c + rng.integers(-25, 25)) for c in base)
-            write_image(folder / label / f"{i}.png", tuple(max(0, min(255, c)) for c in jitter))
-    write_image(folder / "blue" / "odd.png", (225, 25, 35))
-    store_path = tmp_path / "qdrant"
-    with open_store(path=str(store_path)) as store:
-        ingest(store, folder, "colors", ColorEmbedder(), cache_dir=tmp_path / "cache")
-    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
-    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("QDRANT_URL", raising=False)
-    return store_path
+    return make_colors_env(tmp_path, monkeypatch, {"blue/odd.png": (225, 25, 35)})
 
 
 def test_audit_page_flags_the_mislabel_and_accepting_fixes_it(audit_env):
