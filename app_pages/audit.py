@@ -7,10 +7,11 @@ from core import labels as label_ops
 from core.catalog import payload_text
 from core.exporting import to_csv
 from core.figures import plotly_text
-from ui.audit import (act, audit_with_status, handled_ids, keep, md_escape, relabel_chosen, show_message, undo_last,
+from ui.audit import (act, audit_with_status, handled_ids, keep, relabel_chosen, show_message, undo_last,
                       version)
 from ui.auth import can, mode
 from ui.common import require_collection, thumb
+from ui.text import md_escape
 
 PER_PAGE = 10
 

@@ -14,7 +14,7 @@ from core.audit import AuditReport, run_audit
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
 from ui.maps import array_cache
-from ui.text import md_escape  # noqa: F401  (pages import it from here too)
+from ui.text import md_escape
 
 
 def audit_with_status(store, collection: str, label_field: str | None, checks: list[str], k: int,
