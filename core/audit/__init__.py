@@ -16,6 +16,7 @@ from ..maps import shared_knn
 from ..points import PointSet, load_points, load_vectors
 from ..store import Filter, Store
 from .base import AuditData, CheckResult
+from .calibration import OPERATING_POINTS, Calibration, check_operating_point
 from .duplicate_check import DuplicateCheck
 from .label_check import LabelCheck
 from .outlier_check import OutlierCheck
@@ -52,17 +53,34 @@ _memory_lock = threading.Lock()
 
 
 def _label_state(points: PointSet, label_field: str | None) -> str:
-    """Changes when any label or review mark changes: an audit depends on labels, unlike a map."""
-    return key_of([(str(i), p.get(label_field) if label_field else None, p.get("label_confirmed"))
-                   for i, p in zip(points.ids, points.payloads)])
+    """Changes when any label or review decision changes: an audit depends on labels, unlike a map."""
+    return key_of([(str(i), p.get(label_field) if label_field else None, p.get("label_confirmed"),
+                    len(p.get("label_history") or [])) for i, p in zip(points.ids, points.payloads)])
+
+
+def is_trusted(payload: dict, label_field: str) -> bool:
+    """A person decided this label: confirmed it as correct, or set it (the last change in its history)."""
+    label = payload.get(label_field)
+    if label is None:
+        return False
+    if payload.get("label_confirmed") is not None and payload.get("label_confirmed") == label:
+        return True
+    history = payload.get("label_history") or []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    return last.get("action") in ("relabel", "confirm") and last.get("new") == label
 
 
 def run_audit(store: Store, collection: str, label_field: str | None = "label", checks: Sequence[str] = CHECKS,
-              k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float = 0.05,
-              duplicate_similarity: float = 0.98, unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
+              k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float | None = None,
+              operating_point: str | float = "balanced", duplicate_similarity: float | None = 0.98, unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
               max_points: int | None = None, cache: ArrayCache | None = None,
               progress: Progress | None = None) -> AuditReport:
+    """Run the checks over one collection (or a filtered part of it).
+
+    threshold: None lets the label check calibrate itself and follow `operating_point` ("precision", "balanced",
+    "recall" or a target precision in (0, 1)); a number flags labels scoring below it, uncalibrated."""
     started = time.perf_counter()
+    operating_point = check_operating_point(operating_point)
     say = progress or (lambda _w, _f: None)
     unknown = {u.lower() for u in unknown_labels}
     bad = [c for c in checks if c not in CHECKS]
@@ -71,7 +89,7 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
     say("reading points", 0.0)
     pts = load_points(store, collection, vector, filter, max_points)
     key = key_of("audit", pts.fingerprint, _label_state(pts, label_field), list(checks), k, threshold,
-                 duplicate_similarity, sorted(unknown))
+                 operating_point, duplicate_similarity, sorted(unknown))
     with _memory_lock:
         if key in _memory:
             _memory.move_to_end(key)
@@ -89,14 +107,14 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
     for p in pts.payloads:
         value = p.get(label_field) if label_field else None
         labels.append(None if value is None or str(value).strip().lower() in unknown else value)
-    confirmed = np.array([p.get("label_confirmed") is not None and p.get("label_confirmed") == p.get(label_field)
-                          for p in pts.payloads]) if label_field else np.zeros(len(pts), bool)
+    confirmed = np.array([is_trusted(p, label_field) for p in pts.payloads], bool) if label_field else np.zeros(
+        len(pts), bool)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1))
     data = AuditData(pts.ids, vectors / np.maximum(norms, 1e-12), labels, knn, pts.payloads, confirmed)
     notes = []
     if len(pts) <= k:
         notes.append(f"Only {len(pts)} points: neighbours are limited to {k_used} per point.")
-    runners = {"label": LabelCheck(threshold=threshold), "outlier": OutlierCheck(),
+    runners = {"label": LabelCheck(threshold=threshold, operating_point=operating_point), "outlier": OutlierCheck(),
                "duplicate": DuplicateCheck(similarity=duplicate_similarity)}
     results: dict[str, CheckResult] = {}
     for i, name in enumerate(checks):

@@ -18,7 +18,7 @@ class AuditData:
     labels: list[Any]  # the label field's value per point; None where missing or an "unknown" label
     knn: KnnGraph
     payloads: list[dict[str, Any]]
-    confirmed: np.ndarray  # bool: label reviewed and marked correct (not flagged again while it stays)
+    confirmed: np.ndarray  # bool: a person confirmed or set this label (trusted: never flagged, weighs more)
 
 
 @dataclass
