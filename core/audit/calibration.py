@@ -131,16 +131,21 @@ def _estimates(observed: np.ndarray, planted: np.ndarray, grid: np.ndarray) -> t
 
 
 def choose(grid: np.ndarray, precision: np.ndarray, recall: np.ndarray, operating_point: str | float) -> int:
-    """Index into grid of the threshold an operating point asks for."""
+    """Index into grid of the threshold an operating point asks for. Precision-first never flags more than
+    balanced, recall-first never fewer: the names promise an order."""
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    balanced = int(np.argmax(f1))
     if operating_point == "balanced":
-        return int(np.argmax(f1))
+        return balanced
     if operating_point == "recall":
         ok = np.flatnonzero(recall >= RECALL_FIRST)
-        return int(ok.min()) if len(ok) else len(grid) - 1
+        return max(int(ok.min()) if len(ok) else len(grid) - 1, balanced)
     target = PRECISION_FIRST if operating_point == "precision" else float(operating_point)
     ok = np.flatnonzero(precision >= target)
-    return int(ok.max()) if len(ok) else 0
+    if not len(ok):
+        return 0
+    at = int(ok[np.argmax(recall[ok])])  # the most recall the target allows, at its narrowest threshold
+    return min(at, balanced) if operating_point == "precision" else at
 
 
 def check_operating_point(value: str | float) -> str | float:
