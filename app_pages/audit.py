@@ -7,8 +7,9 @@ from core import labels as label_ops
 from core.catalog import payload_text
 from core.exporting import to_csv
 from core.figures import plotly_text
-from ui.audit import (act, audit_with_status, handled_ids, keep, relabel_chosen, show_message, undo_last,
-                      version)
+from ui.audit import (ADAPTIVE, AUTO_RERANK_MAX_POINTS, FIXED_COSINE, OPERATING_POINTS, act,
+                      audit_with_status, calibration_figure, calibration_table, duplicate_caption, handled_ids, keep,
+                      relabel_chosen, request_audit, rerank, show_message, undo_last, version)
 from ui.auth import can, mode
 from ui.common import require_collection, thumb
 from ui.text import md_escape
@@ -28,29 +29,41 @@ if not editor:
 elif not admin:
     st.caption("Deleting points needs the admin role.")
 
-with st.form("audit_form"):
-    c1, c2, c3, c4 = st.columns(4)
-    checks = c1.multiselect("Checks", ["label", "outlier", "duplicate"], ["label", "outlier", "duplicate"],
-                            key="audit_checks")
-    k = c2.slider("Neighbours (k)", 2, 50, 10, key="audit_k")
-    threshold = c3.slider("Flag labels below probability", 0.01, 0.5, 0.05, key="audit_threshold",
-                          help="A label is flagged when a classifier that never saw the point gives it less than "
-                               "this probability. The default flags about as many points as there are likely errors.")
-    similarity = c4.slider("Near-duplicate similarity", 0.9, 1.0, 0.98, 0.005, key="audit_similarity")
-    run = st.form_submit_button("Run audit", type="primary")
-if run:
-    st.session_state["audit_request"] = {"collection": s.name, "label_field": ctx.label_field, "checks": checks,
-                                         "k": k, "threshold": threshold, "similarity": similarity}
+c1, c2 = st.columns([3, 1])
+c1.multiselect("Checks", ["label", "outlier", "duplicate"], ["label", "outlier", "duplicate"],
+               key="audit_checks")
+c2.slider("Neighbours (k)", 2, 50, 10, key="audit_k")
+o1, o2 = st.columns([3, 2])
+choice = o1.radio("Flag label issues", list(OPERATING_POINTS), index=1, horizontal=True, key="audit_operating_point",
+                  help="The audit plants a few label flips of its own (in memory, never written) to "
+                  "learn how wrong labels score on this collection, and chooses the threshold from them. " +
+                  " ".join(f"**{name}**: {text}" for name, (_, text) in OPERATING_POINTS.items()))
+# read by the Run audit callback from the session (ui.audit.request_audit), as are the other controls
+if choice == "Target precision":
+    o2.slider("Target precision", 0.5, 0.99, 0.9, 0.01, key="audit_target_precision",
+              help="Flag as many labels as keep the expected share of real errors among them this high.")
+elif choice == "Fixed threshold":
+    o2.slider("Flag labels below probability", 0.01, 0.5, 0.05, key="audit_threshold",
+              help="A label is flagged when a classifier that never saw the point gives it less than this "
+                   "probability. Uncalibrated: no estimate of how many flags are real errors.")
+d1, d2 = st.columns([3, 2])
+duplicate_rule = d1.radio("Near-duplicates", [ADAPTIVE, FIXED_COSINE], horizontal=True, key="audit_duplicate_rule",
+                          help="Adaptive: a pair counts when the two images are much closer to each other than to "
+                               "their usual neighbours, judged against this collection's own spread (what a cosine "
+                               "means differs between models and datasets). Fixed: one cosine for every pair.")
+if duplicate_rule == FIXED_COSINE:
+    d2.slider("Near-duplicate similarity", 0.9, 1.0, 0.98, 0.005, key="audit_similarity")
+st.button("Run audit", type="primary", key="audit_run", on_click=request_audit, args=(s.name, ctx.label_field))
 req = st.session_state.get("audit_request")
 if not req or req["collection"] != s.name:
     st.info("Press **Run audit**. It reads every point's vector, builds the shared kNN graph and scores each check.")
     st.stop()
-# The report stays in the session: label actions must not re-run the audit (seconds to a minute); the user
-# re-runs it when done.
+# The report stays in the session: a re-run takes seconds to a minute. It runs again when asked, and after each
+# decision while "Re-rank after each decision" is on (decisions become trusted labels).
 held = st.session_state.get("audit_report")
-if run or st.session_state.pop("audit_force", False) or held is None or held[0] != req:
+if st.session_state.pop("audit_force", False) or held is None or held[0] != req:
     held = (dict(req), audit_with_status(ctx.store, s.name, req["label_field"], req["checks"], req["k"],
-                                         req["threshold"], req["similarity"]))
+                                         req["threshold"], req["similarity"], req["operating_point"]))
     st.session_state["audit_report"] = held
 report = held[1]
 for note in report.notes:
@@ -108,9 +121,12 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
         if kind == "label":
             if suggested is not None and pd.notna(suggested) and suggested != label:
                 a1.button(f"Accept '{md_escape(payload_text(suggested, 20))}'", key=f"{key}_accept", on_click=act,
-                          args=(label_ops.relabel, ctx.store, s.name, [pid], field, typed(suggested)))
+                          args=(label_ops.relabel, ctx.store, s.name, [pid], field, typed(suggested)),
+                          help="Set the suggested label. The audit then trusts it and re-ranks the rest.")
             a2.button("Mark correct", key=f"{key}_confirm", on_click=act,
-                      args=(label_ops.confirm, ctx.store, s.name, [pid], field))
+                      args=(label_ops.confirm, ctx.store, s.name, [pid], field),
+                      help="The given label is right: the audit trusts it, never flags it again, and re-ranks the "
+                           "rest with it.")
         else:
             a1.button("Keep", key=f"{key}_keep", on_click=keep, args=(ctx.store, s.name, pid, field),
                       help="The image belongs here: drop it from this list (its label is marked correct).")
@@ -133,6 +149,40 @@ with tabs[0]:
     if "label" not in report.results:
         st.info("The label check was not run.")
     else:
+        calibration = label_summary.get("calibration")
+        if calibration:  # how far to trust the flags, estimated on this collection
+            st.info(md_escape(calibration["sentence"]))
+            with st.expander("How this is estimated: per class, and against the threshold"):
+                point = calibration["operating_point"]
+                st.caption(md_escape(
+                    f"Operating point: {point if not point[:1].isdigit() else f'target precision {float(point):.0%}'}; "
+                    f"labels scoring below {calibration['threshold']:.3f} are flagged. About "
+                    f"{calibration['error_rate']:.1%} of this collection's labels are estimated wrong "
+                    f"({calibration['error_rate_interval'][0]:.1%}–{calibration['error_rate_interval'][1]:.1%}). "
+                    f"The audit planted {calibration['planted']:,} label flips in memory (never written), towards "
+                    "the classes the data confuses and at random, and measured how they score; intervals are 90%."))
+                per_class = calibration_table(calibration)
+                if len(per_class):
+                    st.dataframe(per_class, hide_index=True, key="audit_per_class",
+                                 column_config={c: st.column_config.NumberColumn(format="percent") for c in
+                                                ("expected precision", "expected recall", "estimated wrong labels")})
+                else:
+                    st.caption("Too few planted flips per class for per-class figures.")
+                curve = report.results["label"].extra.get("calibration")
+                if curve is not None and curve.curve:
+                    st.plotly_chart(calibration_figure(curve.curve, calibration["threshold"]),
+                                    key="audit_calibration_curve")
+        elif label_summary.get("threshold") is not None and label_summary.get("operating_point") is None:
+            st.caption(f"Fixed threshold: labels scoring below {label_summary['threshold']:.3f} are flagged, "
+                       "uncalibrated. Choose an operating point to see how many flags are expected to be real errors.")
+        trusted = int(label_summary.get("trusted", 0) or 0)
+        t1, t2 = st.columns([3, 1])
+        t1.caption((f"Re-ranked using {trusted:,} of your decisions. " if trusted else "")
+                   + "Every decision teaches the audit: a label you accept, set or mark correct is trusted, never "
+                     "flagged again, and weighs more when the audit refits and re-ranks the rest.")
+        t2.toggle("Re-rank after each decision", value=len(table) <= AUTO_RERANK_MAX_POINTS, key="audit_auto_rerank",
+                  help="Run the audit again after every change, so the list reflects your decisions at once. "
+                       "Off: re-rank when you are ready (button on the Changes tab).")
         suspects = report.suspects("label")
         suspects = suspects[~suspects["id"].isin(done)]
         f1, f2 = st.columns(2)
@@ -208,7 +258,7 @@ with tabs[2]:
 with tabs[3]:
     if "duplicate" in report.results:
         groups = report.results["duplicate"].extra["groups"]
-        st.caption(f"{len(groups):,} groups; those whose members carry different labels come first.")
+        st.caption(duplicate_caption(report.results["duplicate"].summary))
         for g, members in enumerate(groups[:30]):
             members = [m for m in members if table.at[m, "id"] not in done]
             if len(members) < 2:
@@ -255,5 +305,5 @@ with tabs[5]:
         n_last = sum(c.batch == last for c in changes) if last else 1
         st.button(f"Undo the last step ({n_last} change{'s' if n_last != 1 else ''})", key="audit_undo",
                   on_click=undo_last, args=(ctx.store, field))
-    st.button("Re-run the audit with the new labels", key="audit_rerun",
-              on_click=lambda: st.session_state.update(audit_force=True))
+    st.button("Re-run the audit with the new labels", key="audit_rerun", on_click=rerank,
+              help="Your decisions become trusted labels: the audit refits with them and re-ranks the rest.")

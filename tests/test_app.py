@@ -121,6 +121,7 @@ def test_audit_page_flags_the_mislabel_and_accepting_fixes_it(audit_env):
     at = _app().run()
     at.switch_page("app_pages/audit.py").run()
     assert not at.exception
+    at.radio(key="audit_operating_point").set_value("Fixed threshold").run()
     at.slider(key="audit_threshold").set_value(0.2)  # 37 toy points give soft probabilities
     at.button[0].click().run()  # Run audit
     assert not at.exception, at.exception

@@ -5,7 +5,7 @@ from streamlit.testing.v1 import AppTest
 from core.ingest import ingest, point_id
 from core.labels import relabel
 from core.store import open_store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shown
 from tests.fakes import ColorEmbedder, write_image
 from ui.common import get_store
 
@@ -13,8 +13,9 @@ from ui.common import get_store
 def _audit(timeout: int = 60) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout).run()
     at.switch_page("app_pages/audit.py").run()
+    at.radio(key="audit_operating_point").set_value("Fixed threshold").run()
     at.slider(key="audit_threshold").set_value(0.2)  # 39 toy points give soft probabilities
-    at.button[0].click().run()  # Run audit
+    at.button(key="audit_run").click().run()
     assert not at.exception, at.exception
     return at
 
@@ -143,3 +144,101 @@ def test_bulk_set_to_a_new_label_needs_a_tick_and_leaves_the_page_whole(colors_e
     assert not at.exception, at.exception
     [change] = at.session_state["audit_changes"]
     assert change.new_label == "purple" and _history_entries(colors_env) == 1
+
+
+# --- operating points, the calibrated statement and the review loop ----------------------------------------------
+AMBIGUOUS = {"blue/odd.png": (225, 25, 35), "red/greenish.png": (35, 205, 45), "blue/dark.png": (0, 0, 0),
+             "red/purple1.png": (130, 30, 130), "blue/purple2.png": (140, 35, 120), "green/teal.png": (30, 130, 130),
+             "blue/teal2.png": (30, 140, 120), "red/olive.png": (130, 130, 30), "green/olive2.png": (140, 120, 30)}
+
+
+@pytest.fixture
+def ambiguous_env(tmp_path, monkeypatch):
+    """Two blatant mislabels and six images halfway between two colours, filed under one of them: how many of
+    the in-between ones to flag is what an operating point decides."""
+    from tests.conftest import make_colors_env
+
+    return make_colors_env(tmp_path, monkeypatch, AMBIGUOUS)
+
+
+def _run_with(at: AppTest, choice: str) -> AppTest:
+    at.radio(key="audit_operating_point").set_value(choice).run()
+    at.button(key="audit_run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _flagged(at: AppTest) -> int:
+    return int(at.session_state["audit_report"][1].table["is_label_issue"].sum())
+
+
+def test_the_operating_point_decides_how_many_are_flagged_and_says_what_to_expect(ambiguous_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/audit.py").run()
+    assert "audit_threshold" not in [s.key for s in at.slider]  # the fixed threshold only when chosen
+    assert "audit_target_precision" not in [s.key for s in at.slider]
+    precise = _flagged(_run_with(at, "Precision-first"))
+    request = at.session_state["audit_request"]
+    assert (request["threshold"], request["operating_point"], request["similarity"]) == (None, "precision", None)
+    infos = [shown(i.value) for i in at.info]
+    sentence = at.session_state["audit_report"][1].results["label"].summary["calibration"]["sentence"]
+    assert sentence in infos and f"Of the {precise} flagged" in sentence, infos
+    recall = _flagged(_run_with(at, "Recall-first"))
+    assert 2 <= precise < recall, (precise, recall)  # both blatant errors; recall-first adds in-between images
+    assert at.session_state["audit_request"]["operating_point"] == "recall"
+    assert any(f"Of the {recall} flagged" in i for i in (shown(i.value) for i in at.info))
+    # a target precision: its slider appears only then, and its value reaches the audit
+    at.radio(key="audit_operating_point").set_value("Target precision").run()
+    at.slider(key="audit_target_precision").set_value(0.6)
+    at.button(key="audit_run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["audit_request"]["operating_point"] == 0.6
+    assert precise <= _flagged(at) <= recall
+    # a fixed threshold: uncalibrated, and the page says so
+    at.radio(key="audit_operating_point").set_value("Fixed threshold").run()
+    at.slider(key="audit_threshold").set_value(0.3)
+    at.button(key="audit_run").click().run()
+    assert at.session_state["audit_request"]["threshold"] == 0.3
+    assert "calibration" not in at.session_state["audit_report"][1].results["label"].summary
+    assert any("uncalibrated" in c.value for c in at.caption)
+
+
+def test_a_fixed_near_duplicate_cosine_is_passed_only_when_chosen(colors_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/audit.py").run()
+    assert "audit_similarity" not in [s.key for s in at.slider]
+    at.button(key="audit_run").click().run()
+    summary = at.session_state["audit_report"][1].results["duplicate"].summary
+    assert summary["rule"] == "adaptive" and at.session_state["audit_request"]["similarity"] is None
+    assert any("adaptive rule" in c.value for c in at.caption)
+    at.radio(key="audit_duplicate_rule").set_value("Fixed cosine").run()
+    at.slider(key="audit_similarity").set_value(0.95)
+    at.button(key="audit_run").click().run()
+    assert not at.exception, at.exception
+    summary = at.session_state["audit_report"][1].results["duplicate"].summary
+    assert summary["rule"] == "fixed" and summary["similarity"] == 0.95
+
+
+def test_a_decision_re_ranks_the_rest_with_it(ambiguous_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("app_pages/audit.py").run()
+    _run_with(at, "Recall-first")
+    assert not any("Re-ranked using" in c.value for c in at.caption)
+    before = at.session_state["audit_report"][1]
+    first = before.suspects("label").iloc[0]
+    at.button(key=f"audit_pt_{first.name}_confirm").click().run()  # "Mark correct": the label is right
+    assert not at.exception, at.exception
+    after = at.session_state["audit_report"][1]
+    assert after is not before and not after.cached  # refitted with the decision
+    row = after.table[after.table["id"] == first.id].iloc[0]
+    assert bool(row.trusted) and not row.is_label_issue
+    assert after.results["label"].summary["trusted"] == 1
+    assert any("Re-ranked using 1 of your decisions" in c.value for c in at.caption), [c.value for c in at.caption]
+    # with re-ranking after each decision off, the report waits for the user's re-run
+    at.toggle(key="audit_auto_rerank").set_value(False).run()
+    second = after.suspects("label").iloc[0]
+    at.button(key=f"audit_pt_{second.name}_confirm").click().run()
+    assert at.session_state["audit_report"][1] is after
+    at.button(key="audit_rerun").click().run()
+    assert at.session_state["audit_report"][1].results["label"].summary["trusted"] == 2
+    assert any("Re-ranked using 2 of your decisions" in c.value for c in at.caption)

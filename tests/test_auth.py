@@ -121,6 +121,7 @@ def _login(at: AppTest, name: str, password: str) -> AppTest:
 
 def _run_audit(at: AppTest) -> AppTest:
     at.switch_page("app_pages/audit.py").run()
+    at.radio(key="audit_operating_point").set_value("Fixed threshold").run()
     at.slider(key="audit_threshold").set_value(0.2)  # 39 toy points give soft probabilities
     [b for b in at.button if b.label == "Run audit"][0].click().run()
     assert not at.exception, at.exception

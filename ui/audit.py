@@ -6,29 +6,120 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import pandas as pd
 import streamlit as st
 
 from core import labels as label_ops
 from core import settings
 from core.audit import AuditReport, run_audit
+from core.audit.calibration import PRECISION_FIRST, RECALL_FIRST
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
 from ui.maps import array_cache
 from ui.text import md_escape
 
 
+# The operating-point control: what each choice asks of the label check (see core/audit/calibration.py).
+OPERATING_POINTS = {
+    "Precision-first": ("precision", f"Flag only as many as keep the expected precision at {PRECISION_FIRST:.0%} "
+                                     "or more: few false alarms, some errors missed."),
+    "Balanced": ("balanced", "The threshold with the best expected balance of precision and recall (F1)."),
+    "Recall-first": ("recall", f"Flag enough to find about {RECALL_FIRST:.0%} of the wrong labels: more to review, "
+                               "more of them false alarms."),
+    "Target precision": (None, "You choose the expected precision; the threshold follows."),
+    "Fixed threshold": (None, "Flag labels whose out-of-sample probability is below a number you choose: no "
+                              "calibration, so no estimate of how many flags are real errors."),
+}
+ADAPTIVE = "Adaptive (recommended)"
+FIXED_COSINE = "Fixed cosine"
+# Re-rank after every decision while an audit is quick; above this many points the user re-ranks when ready.
+AUTO_RERANK_MAX_POINTS = 20_000
+
+
+def audit_request(collection: str, label_field: str | None, checks: list[str], k: int, choice: str,
+                  target: float | None, threshold: float | None, duplicate_rule: str,
+                  similarity: float | None) -> dict[str, Any]:
+    """What the page's controls ask run_audit for: a fixed threshold, or None and an operating point (a name or a
+    target precision); a fixed near-duplicate cosine, or None for the adaptive rule."""
+    fixed = choice == "Fixed threshold"
+    point = OPERATING_POINTS.get(choice, ("balanced", ""))[0]
+    if choice == "Target precision":
+        point = float(target if target is not None else PRECISION_FIRST)
+    return {"collection": collection, "label_field": label_field, "checks": list(checks), "k": int(k),
+            "threshold": float(threshold if threshold is not None else 0.05) if fixed else None,
+            "operating_point": "balanced" if fixed else point,
+            "similarity": float(similarity if similarity is not None else 0.98) if duplicate_rule == FIXED_COSINE
+            else None}
+
+
+def request_audit(collection: str, label_field: str | None) -> None:
+    """Callback of Run audit: run it on the next draw (even when nothing changed) with the controls' values as they
+    are at the click; read from the session, not passed at draw time, since a value changed together with the
+    click (typed, then clicked) reaches the callback only there."""
+    get = st.session_state.get
+    st.session_state["audit_request"] = audit_request(
+        collection, label_field, get("audit_checks", ["label", "outlier", "duplicate"]), get("audit_k", 10),
+        get("audit_operating_point", "Balanced"), get("audit_target_precision"), get("audit_threshold"),
+        get("audit_duplicate_rule", ADAPTIVE), get("audit_similarity"))
+    st.session_state["audit_force"] = True
+
+
+def rerank() -> None:
+    """Callback: run the audit again with the labels as they are now (decisions become trusted labels)."""
+    st.session_state["audit_force"] = True
+
+
 def audit_with_status(store, collection: str, label_field: str | None, checks: list[str], k: int,
-                      threshold: float, similarity: float) -> AuditReport:
+                      threshold: float | None, similarity: float | None,
+                      operating_point: str | float = "balanced") -> AuditReport:
     with st.status("Auditing…", expanded=False) as status:
         bar = st.progress(0.0)
         report = run_audit(store, collection, label_field=label_field, checks=checks, k=k, threshold=threshold,
-                           duplicate_similarity=similarity,
+                           operating_point=operating_point, duplicate_similarity=similarity,
                            unknown_labels=[u.strip() for u in settings.get("ATLAS_UNKNOWN_LABELS").split(",")],
                            max_points=settings.get("ATLAS_MAP_MAX_POINTS"), cache=array_cache(),
                            progress=lambda what, f: bar.progress(min(1.0, f), text=what))
         status.update(label=f"Audited {len(report.points):,} points "
                             f"({'from cache' if report.cached else f'in {report.seconds:.1f} s'})", state="complete")
     return report
+
+
+def calibration_table(calibration: dict[str, Any]) -> pd.DataFrame:
+    """Per-class figures of a calibrated label check, one row per class with enough planted flips."""
+    rows = [{"label": name, "flagged": c.get("flagged"), "expected precision": c.get("precision"),
+             "expected recall": c.get("recall"), "estimated wrong labels": c.get("error_rate"),
+             "planted flips": c.get("planted")} for name, c in (calibration.get("per_class") or {}).items()]
+    return pd.DataFrame(rows, columns=["label", "flagged", "expected precision", "expected recall",
+                                       "estimated wrong labels", "planted flips"])
+
+
+def calibration_figure(curve: list[dict[str, float]], threshold: float):
+    """Expected precision and recall against the threshold, the chosen one marked; small."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    xs = [c["threshold"] for c in curve]
+    for name in ("precision", "recall"):
+        fig.add_trace(go.Scatter(x=xs, y=[c[name] for c in curve], mode="lines", name=f"expected {name}"))
+    fig.add_vline(x=threshold, line_dash="dot", line_color="grey")
+    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="threshold (label score)",
+                      yaxis=dict(range=[0, 1.02], tickformat=".0%"), legend=dict(orientation="h", y=1.15))
+    return fig
+
+
+def duplicate_caption(summary: dict[str, Any]) -> str:
+    """What the near-duplicate check found and by which rule (no user data: numbers only)."""
+    found = (f"{summary.get('groups', 0):,} group{'' if summary.get('groups', 0) == 1 else 's'} "
+             f"({summary.get('points_in_groups', 0):,} points, {summary.get('mixed_label_groups', 0):,} with mixed "
+             f"labels, {summary.get('exact_copies', 0):,} exact copies by content)")
+    if summary.get("rule") == "adaptive":
+        how = ("adaptive rule: a pair counts when the two are much closer to each other than to their usual "
+               "neighbours" + (f" (distance ratio ≤ {summary['ratio']:.2f}, and cosine ≥ "
+                               f"{summary['similarity']:.4f} on this collection)" if summary.get("ratio") is not None
+                               and summary.get("similarity") is not None else ""))
+    else:
+        how = f"fixed rule: cosine ≥ {summary.get('similarity', 0):.3f}"
+    return f"{found}; {how}. Groups whose members carry different labels come first."
 
 
 def record(changes: list[label_ops.Change]) -> None:
@@ -81,6 +172,8 @@ def _run(op: Callable[..., list[label_ops.Change]], store: Store, collection: st
         _say("error", str(e))
         return None
     record(changes)
+    if changes and st.session_state.get("audit_auto_rerank", True):
+        rerank()  # the decisions are trusted labels now: refit and re-rank the rest on the next draw
     return changes
 
 
@@ -121,4 +214,6 @@ def undo_last(store: Store, label_field: str) -> None:
     st.session_state["audit_changes"] = [c for c in changes if not any(c is s for s in step)]
     st.session_state["audit_kept"] = st.session_state.get("audit_kept", set()) - {c.id for c in step}
     st.session_state["audit_version"] = version() + 1
+    if st.session_state.get("audit_auto_rerank", True):
+        rerank()
     _say("success", f"Undid {len(step)} change{'s' if len(step) != 1 else ''}.")
