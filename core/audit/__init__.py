@@ -72,7 +72,8 @@ def is_trusted(payload: dict, label_field: str) -> bool:
 
 def run_audit(store: Store, collection: str, label_field: str | None = "label", checks: Sequence[str] = CHECKS,
               k: int = 10, vector: str | None = None, filter: Filter | None = None, threshold: float | None = None,
-              operating_point: str | float = "balanced", duplicate_similarity: float | None = 0.98, unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
+              operating_point: str | float = "balanced", duplicate_similarity: float | None = None,
+              unknown_labels: Sequence[str] = DEFAULT_UNKNOWN,
               max_points: int | None = None, cache: ArrayCache | None = None,
               progress: Progress | None = None) -> AuditReport:
     """Run the checks over one collection (or a filtered part of it).

@@ -27,7 +27,8 @@ RECALL_FIRST = 0.9  # "recall-first": the narrowest threshold whose expected rec
 PLANT_SHARE = 0.03  # flips planted per round, as a share of the scored points
 MIN_PLANTED = 60  # small collections plant in several rounds until this many flips were scored
 MAX_ROUNDS = 12
-ANCHOR_QUANTILE = 0.5  # mixture proportion read where this share of planted errors scores below the threshold
+FIT_QUANTILE = 0.6  # the error rate is fitted below the score under which this share of planted errors falls
+MIX_GRID = tuple(np.linspace(0.0, 1.0, 11))  # candidate shares of uniform-like errors
 BOOTSTRAP = 200
 INTERVAL = (5, 95)  # percentiles of the reported interval (a 90% interval)
 
@@ -49,6 +50,7 @@ class Calibration:
     rounds: int
     curve: list[dict[str, float]] = field(default_factory=list)  # threshold, flagged, precision, recall, f1
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uniform_share: float = 0.5  # fitted share of errors that look like uniform flips (the rest: confusions)
 
     @property
     def expected_real(self) -> float:
@@ -78,11 +80,12 @@ class Calibration:
                 "expected_real_errors_interval": list(self.expected_real_interval),
                 "error_rate": self.error_rate, "error_rate_interval": list(self.error_rate_interval),
                 "planted": self.planted, "rounds": self.rounds, "per_class": self.per_class,
+                "uniform_share": self.uniform_share,
                 "sentence": self.sentence()}
 
 
-def noise_transition(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Where planted flips go: half the data's own confusions (confident joint), half uniform over other classes."""
+def noise_transition(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where planted flips go: (the data's own confusions (confident joint), uniform over the other classes)."""
     c = probs.shape[1]
     per_class = np.array([probs[y == k, k].mean() if (y == k).any() else 1.0 for k in range(c)])
     above = probs >= per_class
@@ -93,41 +96,67 @@ def noise_transition(y: np.ndarray, probs: np.ndarray) -> np.ndarray:
     uniform = (1.0 - np.eye(c)) / max(c - 1, 1)
     rows = joint.sum(axis=1, keepdims=True)
     confused = np.where(rows > 0, joint / np.maximum(rows, 1e-12), uniform)
-    return 0.5 * confused + 0.5 * uniform
+    return confused, uniform
 
 
 def plant_and_rescore(y: np.ndarray, candidates: np.ndarray, probs: np.ndarray, rescore: Rescore,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Scores of planted flips: (planted scores, their new class, their row, rounds run)."""
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Scores of planted flips: (planted scores, their new class, their row, uniform or not, rounds run).
+    Every other flip goes uniformly, the rest towards confused classes; `calibrate` weighs the two kinds."""
     rng = np.random.default_rng(seed)
-    transition = noise_transition(y, probs)
+    confused, uniform = noise_transition(y, probs)
     per_round = int(min(max(2, round(PLANT_SHARE * len(candidates))), max(1, len(candidates) // 3)))
     rounds = int(min(MAX_ROUNDS, max(1, math.ceil(MIN_PLANTED / per_round))))
-    scores, classes, rows = [], [], []
-    for _ in range(rounds):
+    scores, classes, rows, kinds = [], [], [], []
+    for r in range(rounds):
         pick = rng.choice(candidates, size=min(per_round, len(candidates)), replace=False)
+        kind = (np.arange(len(pick)) + r) % 2 == 0
         flipped = y.copy()
-        for i in pick:
-            flipped[i] = rng.choice(len(transition), p=transition[y[i]])
+        for i, is_uniform in zip(pick, kind):
+            row = (uniform if is_uniform else confused)[y[i]]
+            flipped[i] = rng.choice(len(row), p=row)
         new_scores = rescore(flipped)
         scores.append(new_scores[pick])
         classes.append(flipped[pick])
         rows.append(pick)
-    return np.concatenate(scores), np.concatenate(classes), np.concatenate(rows), rounds
+        kinds.append(kind)
+    return (np.concatenate(scores), np.concatenate(classes), np.concatenate(rows), np.concatenate(kinds), rounds)
 
 
-def _estimates(observed: np.ndarray, planted: np.ndarray, grid: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """(error rate, precision per threshold, recall per threshold) from the two score samples."""
+def _cdf(sorted_scores: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Weighted share of scores strictly below each grid value (weights in sorted order, summing to 1)."""
+    return np.concatenate([[0.0], np.cumsum(weights)])[np.searchsorted(sorted_scores, grid, side="left")]
+
+
+def _estimates(observed: np.ndarray, planted: np.ndarray, uniform: np.ndarray,
+               grid: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(error rate, share of uniform-like errors, precision per threshold, recall per threshold).
+
+    Errors are modelled as a mix of the two planted kinds; the mix and the error rate are fitted where planted
+    errors score lowest, where clean labels are assumed rare (their share is the estimator's known bias)."""
     obs = np.sort(observed)
-    pl = np.sort(planted)
+    order = np.argsort(planted, kind="stable")
+    pl, kind = planted[order], uniform[order]
     flagged_share = np.searchsorted(obs, grid, side="left") / max(len(obs), 1)
-    recall = np.searchsorted(pl, grid, side="left") / max(len(pl), 1)
-    anchor = float(np.quantile(pl, ANCHOR_QUANTILE)) if len(pl) else 0.0
-    # a threshold at the anchor score flags error_rate * recall(anchor) + (clean share flagged, assumed ~0)
-    at_anchor = np.searchsorted(pl, anchor, side="right") / max(len(pl), 1)
-    rate = min(1.0, (np.searchsorted(obs, anchor, side="right") / max(len(obs), 1)) / max(at_anchor, 1e-12))
+    low = np.quantile(pl, np.linspace(0.05, FIT_QUANTILE, 24)) if len(pl) else np.zeros(1)
+    observed_low = np.searchsorted(obs, low, side="left") / max(len(obs), 1)
+    best = (np.inf, 0.5, 0.0)
+    n_u, n_c = max(int(kind.sum()), 1), max(int((~kind).sum()), 1)
+    for share in MIX_GRID if kind.any() and (~kind).any() else (0.5,):
+        w = np.where(kind, share / n_u, (1 - share) / n_c) if kind.any() and (~kind).any() else np.full(
+            len(pl), 1.0 / max(len(pl), 1))
+        f1 = _cdf(pl, w, low)
+        rate = float((observed_low * f1).sum() / max((f1 * f1).sum(), 1e-12))
+        err = float(((observed_low - rate * f1) ** 2).sum())
+        if err < best[0] - 1e-15:
+            best = (err, share, rate)
+    _, share, rate = best
+    w = np.where(kind, share / n_u, (1 - share) / n_c) if kind.any() and (~kind).any() else np.full(
+        len(pl), 1.0 / max(len(pl), 1))
+    rate = min(1.0, max(rate, 0.0))
+    recall = _cdf(pl, w, grid)
     precision = np.where(flagged_share > 0, np.minimum(1.0, rate * recall / np.maximum(flagged_share, 1e-12)), 1.0)
-    return rate, precision, recall
+    return rate, share, precision, recall
 
 
 def choose(grid: np.ndarray, precision: np.ndarray, recall: np.ndarray, operating_point: str | float) -> int:
@@ -167,13 +196,15 @@ def check_operating_point(value: str | float) -> str | float:
 
 
 def calibrate(observed: np.ndarray, observed_class: np.ndarray, planted: np.ndarray, planted_class: np.ndarray,
-              classes: list[str], rounds: int, operating_point: str | float, seed: int = 0) -> Calibration:
+              classes: list[str], rounds: int, operating_point: str | float, seed: int = 0,
+              planted_uniform: np.ndarray | None = None) -> Calibration:
     """Threshold for the operating point and what to expect of the points it flags."""
     observed = np.asarray(observed, float)
     planted = np.asarray(planted, float)
+    kinds = np.zeros(len(planted), bool) if planted_uniform is None else np.asarray(planted_uniform, bool)
     grid = np.unique(np.concatenate([observed, planted, [0.0]]))
     grid = np.append(grid[1:], np.nextafter(grid[-1], np.inf)) if len(grid) > 1 else np.array([1e-9])
-    rate, precision, recall = _estimates(observed, planted, grid)
+    rate, share, precision, recall = _estimates(observed, planted, kinds, grid)
     at = choose(grid, precision, recall, operating_point)
     threshold = float(grid[at])
     flagged = int((observed < threshold).sum())
@@ -181,8 +212,8 @@ def calibrate(observed: np.ndarray, observed_class: np.ndarray, planted: np.ndar
     boot_p, boot_r, boot_rate = [], [], []
     for _ in range(BOOTSTRAP):
         o = observed[rng.integers(0, len(observed), len(observed))]
-        p = planted[rng.integers(0, len(planted), len(planted))]
-        b_rate, b_prec, b_rec = _estimates(o, p, np.array([threshold]))
+        pick = rng.integers(0, len(planted), len(planted))
+        b_rate, _share, b_prec, b_rec = _estimates(o, planted[pick], kinds[pick], np.array([threshold]))
         boot_rate.append(b_rate)
         boot_p.append(b_prec[0])
         boot_r.append(b_rec[0])
@@ -196,9 +227,9 @@ def calibrate(observed: np.ndarray, observed_class: np.ndarray, planted: np.ndar
         mine, theirs = observed[observed_class == k], planted[planted_class == k]
         if len(theirs) < 20 or len(mine) < 20:
             continue  # too few planted flips into this class for its own estimate
-        c_rate, c_prec, c_rec = _estimates(mine, theirs, np.array([threshold]))
+        c_rate, _share, c_prec, c_rec = _estimates(mine, theirs, kinds[planted_class == k], np.array([threshold]))
         per_class[name] = {"flagged": int((mine < threshold).sum()), "precision": float(c_prec[0]),
                            "recall": float(c_rec[0]), "error_rate": c_rate, "planted": int(len(theirs))}
     return Calibration(threshold, str(operating_point), flagged, float(precision[at]), interval(boot_p),
                        float(recall[at]), interval(boot_r), rate, interval(boot_rate), len(planted), rounds,
-                       curve, per_class)
+                       curve, per_class, share)
