@@ -114,7 +114,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     with _store(args) as store:
         report = run_audit(store, args.collection, label_field=args.label_field, checks=checks, k=args.k,
-                           threshold=args.threshold, unknown_labels=_unknown_labels(),
+                           threshold=args.threshold, operating_point=args.operating_point,
+                           duplicate_similarity=args.duplicate_similarity, unknown_labels=_unknown_labels(),
                            cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"))
     flagged = report.table[report.table[[f"is_{c}_issue" for c in report.results]].any(axis=1)]
     if args.out:
@@ -129,9 +130,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for name, r in report.results.items():
         flagged_n = int(report.table[f"is_{name}_issue"].sum())  # the same rows the CSV holds
         print(f"  {name}: {flagged_n:,} flagged" + (f" ({r.summary['note']})" if "note" in r.summary else ""))
+        if name == "label":
+            for line in _label_lines(r.summary):
+                print(f"    {line}")
     if args.out:
         print(f"suspects written to {args.out}")
     return 0
+
+
+def _label_lines(summary: dict) -> list[str]:
+    """How far to trust the label flags: the calibrated statement, or why there is none; trusted decisions."""
+    lines = []
+    calibration = summary.get("calibration")
+    if calibration:
+        lines.append(calibration["sentence"])
+        point = calibration["operating_point"]
+        lines.append(f"operating point {point if not point[:1].isdigit() else f'target precision {float(point):g}'}:"
+                     f" labels scoring below {calibration['threshold']:.3f} are flagged")
+    elif summary.get("operating_point") is None and summary.get("threshold") is not None:
+        lines.append(f"fixed threshold {summary['threshold']:g}: uncalibrated (leave out --threshold for an estimate "
+                     "of how many flags are real errors)")
+    if summary.get("trusted"):
+        lines.append(f"{summary['trusted']:,} labels decided by a person are trusted: never flagged, and they weigh "
+                     "more in the ranking")
+    return lines
 
 
 def _unknown_labels() -> list[str]:
@@ -140,6 +162,188 @@ def _unknown_labels() -> list[str]:
 
 def _jsonable(d: dict) -> dict:
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()}
+
+
+REVIEW_RERANK_POINTS = 20_000  # above this many points, re-rank every 10 decisions, not after each one
+REVIEW_HELP = ("a = accept the suggestion, k = keep (the label is correct), r LABEL = relabel to LABEL "
+               "(r! LABEL creates a new label), s = skip, u = undo the last decision, q = quit")
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Suspects one at a time, worst first; each decision is written at once (with history, undoable), becomes a
+    trusted label, and the audit refits and re-ranks the rest. Commands come from standard input, one a line."""
+    from .audit import run_audit
+    from .cache import ArrayCache
+    from .labels import LabelError, check_label, confirm, default_user, relabel, undo
+
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout carries only the summary
+    interactive = sys.stdin.isatty()
+    by = args.by or settings.get("ATLAS_USER") or default_user()
+    cache = ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results")
+    counts = {"accepted": 0, "kept": 0, "relabelled": 0, "skipped": 0, "undone": 0}
+    log: list[dict[str, Any]] = []  # one row per decision, for --json
+    undo_stack: list[tuple[Any, list]] = []  # (point id, its changes)
+    seen: set = set()
+    again = None  # a point whose decision was undone: shown next
+    rerankings, since_rerank, shown, every = 0, 0, 0, args.rerank_every
+
+    def say(text: str = "") -> None:
+        print(text, file=out, flush=True)
+
+    def audit():
+        return run_audit(store, args.collection, label_field=args.label_field, checks=["label"], k=args.k,
+                         operating_point=args.operating_point, unknown_labels=_unknown_labels(), cache=cache)
+
+    def statement(report) -> str | None:
+        summary = report.results["label"].summary if "label" in report.results else {}
+        return (summary.get("calibration") or {}).get("sentence") or summary.get("note")
+
+    with _store(args) as store:
+        report = audit()
+        if "label" not in report.results or report.results["label"].summary.get("classes", 0) < 2:
+            note = report.results["label"].summary.get("note") if "label" in report.results else None
+            raise ValueError(note or f"'{args.collection}' has no labels to review (label field "
+                             f"'{args.label_field}').")
+        every = every or (1 if len(report.points) <= REVIEW_RERANK_POINTS else 10)
+        stored = {str(p.get(args.label_field)): p.get(args.label_field) for p in report.points.payloads
+                  if p.get(args.label_field) is not None}  # the table holds labels as text; write them as stored
+        say(f"{args.collection}: {len(report.points):,} points, "
+            f"{int(report.table['is_label_issue'].sum()):,} suspects at the {args.operating_point} operating point")
+        if statement(report):
+            say(statement(report))
+        say(REVIEW_HELP)
+        while not args.limit or shown < args.limit:
+            table = report.table
+            if again is not None and (table["id"] == again).any():
+                row = table[table["id"] == again].iloc[0]
+            else:
+                suspects = report.suspects("label")
+                suspects = suspects[~suspects["id"].isin(seen)]
+                if suspects.empty:
+                    say("No more suspects at this operating point.")
+                    break
+                row = suspects.iloc[0]
+            again = None
+            pid, label, suggested = row["id"], row["label"], row["suggested_label"]
+            has_suggestion = isinstance(suggested, str) and suggested != label
+            shown += 1
+            seen.add(pid)
+            say("")
+            say(f"[{shown}] {row.get('file_name') or pid}" + (f"  ({row['path']})" if row.get("path") else "")
+                + f"  id {pid}")
+            say(f"    given: {label}   suggested: {suggested if has_suggestion else '-'}"
+                + (f" ({row['suggestion_confidence']:.0%})" if has_suggestion else "")
+                + f"   label score {row['label_score']:.3f}"
+                + (f"   neighbours agreeing {row['neighbour_agreement']:.0%}"
+                   if row["neighbour_agreement"] == row["neighbour_agreement"] else ""))
+            while True:
+                print(f"[a/k/r LABEL/s/u/q{'' if has_suggestion else ' (no suggestion to accept)'}] > ", end="",
+                      file=out, flush=True)
+                line = sys.stdin.readline()
+                if not line:  # end of input: stop as if q
+                    line = "q"
+                    if not interactive:
+                        say("q")
+                elif not interactive:
+                    say(line.rstrip("\n"))  # a transcript reads like a session
+                command, _, rest = line.strip().partition(" ")
+                command, rest = command.lower(), rest.strip()
+                changes = None
+                try:
+                    if command == "q":
+                        break
+                    if command == "s":
+                        counts["skipped"] += 1
+                        log.append({"id": str(pid), "decision": "skip", "label": label})
+                    elif command == "a":
+                        if not has_suggestion:
+                            say("There is no other label to accept: keep (k), relabel (r LABEL) or skip (s).")
+                            continue
+                        changes = relabel(store, args.collection, [pid], stored.get(suggested, suggested), by,
+                                          args.label_field)
+                        counts["accepted"] += 1
+                        log.append({"id": str(pid), "decision": "accept", "old": label, "label": suggested})
+                    elif command == "k":
+                        changes = confirm(store, args.collection, [pid], by, args.label_field)
+                        counts["kept"] += 1
+                        log.append({"id": str(pid), "decision": "keep", "label": label})
+                    elif command in ("r", "r!"):
+                        new = check_label(rest) if rest else None
+                        if new is None:
+                            say("Give the new label after r, e.g. r cat.")
+                            continue
+                        if new not in stored and command == "r":
+                            say(f"No point has the label '{new}' yet: check the spelling, or type r! {new} to "
+                                "create it.")
+                            continue
+                        changes = relabel(store, args.collection, [pid], stored.get(new, new), by, args.label_field)
+                        stored.setdefault(new, new)
+                        counts["relabelled"] += 1
+                        log.append({"id": str(pid), "decision": "relabel", "old": label, "label": new})
+                    elif command == "u":
+                        if not undo_stack:
+                            say("Nothing to undo yet.")
+                            continue
+                        undo_pid, undo_changes = undo_stack.pop()
+                        undo(store, undo_changes, by, args.label_field)
+                        counts["undone"] += 1
+                        log.append({"id": str(undo_pid), "decision": "undo"})
+                        seen.discard(undo_pid)
+                        again = undo_pid  # show it again, to decide anew
+                        seen.discard(pid)  # the one on screen comes back after it
+                        shown -= 2  # neither counts as reviewed now
+                        say(f"Undid the decision on {undo_pid}.")
+                        since_rerank = every  # the undone label is no longer trusted: re-rank now
+                    else:
+                        say(REVIEW_HELP)
+                        continue
+                except LabelError as exc:
+                    say(f"error: {exc}")
+                    continue
+                break
+            if command == "q":
+                seen.discard(pid)
+                shown -= 1
+                break
+            if changes:
+                undo_stack.append((pid, changes))
+            if command in ("a", "k", "r", "r!"):
+                if not changes:
+                    say("Nothing changed: the point already had that label (or was deleted meanwhile).")
+                since_rerank += 1
+            if since_rerank >= every:
+                report = audit()  # the decisions are trusted labels now: refit, re-rank the rest
+                rerankings += 1
+                since_rerank = 0
+                if rerankings % 10 == 0 and statement(report):
+                    say(f"  now: {statement(report)}")
+        if since_rerank:
+            report = audit()
+            rerankings += 1
+    decisions = counts["accepted"] + counts["kept"] + counts["relabelled"] - counts["undone"]
+    final = report.results["label"].summary
+    summary = {"collection": args.collection, "operating_point": str(args.operating_point), "shown": shown,
+               **counts, "decisions": decisions, "rerankings": rerankings,
+               "suspects_left": int(report.table["is_label_issue"].sum()), "trusted": final.get("trusted", 0),
+               "calibration": final.get("calibration"), "log": log}
+    say("")
+    say(f"Reviewed {shown:,} suspect{'' if shown == 1 else 's'}: {counts['accepted']} accepted, {counts['kept']} kept, "
+        f"{counts['relabelled']} relabelled, {counts['skipped']} skipped, {counts['undone']} undone; "
+        f"re-ranked {rerankings} time{'' if rerankings == 1 else 's'}. {summary['suspects_left']:,} suspects left "
+        f"({summary['trusted']:,} label{'' if summary['trusted'] == 1 else 's'} trusted).")
+    if statement(report):
+        say(statement(report))
+    if args.json:
+        print(json.dumps(_jsonable_deep(summary), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _jsonable_deep(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable_deep(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_deep(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
@@ -316,11 +520,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.add_argument("--checks", default="label,outlier,duplicate", help="comma-separated: label,outlier,duplicate")
     p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
-    p.add_argument("--threshold", type=float, default=0.05,
-                   help="flag a label whose out-of-sample probability is below this (default 0.05)")
+    p.add_argument("--operating-point", default="balanced", metavar="{precision,balanced,recall,TARGET}",
+                   help="how many labels to flag: precision (expected precision >= 0.9), balanced (best expected "
+                   "F1; the default), recall (find about 90%% of the wrong labels), or a target precision such as "
+                   "0.8. The audit calibrates itself by planting label flips in memory")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="instead of an operating point: flag labels whose out-of-sample probability is below this "
+                   "fixed number (uncalibrated)")
+    p.add_argument("--duplicate-similarity", type=float, default=None,
+                   help="near-duplicates at or above this cosine (default: an adaptive rule fitted to the collection)")
     p.add_argument("--label-field", default="label")
     p.add_argument("--out", default="", help="CSV of the flagged points with every check's scores")
     p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("review", parents=[common], help="review suspected label errors one by one; every decision "
+                       "re-ranks the rest")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--operating-point", default="balanced", metavar="{precision,balanced,recall,TARGET}",
+                   help="which suspects to review (as for audit; default balanced)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
+    p.add_argument("--limit", type=int, default=0, help="stop after this many suspects (default: all)")
+    p.add_argument("--rerank-every", type=int, default=0,
+                   help=f"re-rank after this many decisions (default: 1, or 10 above {REVIEW_RERANK_POINTS:,} points)")
+    p.add_argument("--by", default="", help="name recorded with each decision (default: ATLAS_USER or the login)")
+    p.add_argument("--label-field", default="label")
+    p.set_defaults(fn=cmd_review)
 
     p = sub.add_parser("relabel", parents=[common], help="change one point's label (history is kept)")
     p.add_argument("--collection", required=True)
@@ -402,12 +626,27 @@ def check_args(args: argparse.Namespace) -> None:
         from .audit import CHECKS
 
         _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
-        _require(_finite(args.threshold, 0.0, 1.0),
-                 "--threshold is a probability from 0 to 1 (flag labels less likely than this), e.g. --threshold 0.05.")
+        _require(args.threshold is None or _finite(args.threshold, 0.0, 1.0),
+                 "--threshold is a probability from 0 to 1 (flag labels less likely than this), e.g. --threshold 0.05; "
+                 "leave it out to follow --operating-point.")
+        _require(args.duplicate_similarity is None or _finite(args.duplicate_similarity, -1.0, 1.0),
+                 "--duplicate-similarity is a cosine from -1 to 1, e.g. --duplicate-similarity 0.98; leave it out "
+                 "for the adaptive rule.")
         checks = [c.strip() for c in args.checks.split(",") if c.strip()]
         unknown = [c for c in checks if c not in CHECKS]
         _require(bool(checks) and not unknown, f"--checks takes a comma-separated list of {', '.join(CHECKS)}"
                  + (f"; unknown: {', '.join(unknown)}" if unknown else "; it is empty") + ".")
+    if cmd in ("audit", "review"):
+        from .audit.calibration import check_operating_point
+
+        try:
+            args.operating_point = check_operating_point(args.operating_point)
+        except ValueError as exc:
+            raise UsageError(f"--operating-point: {exc}") from None
+    if cmd == "review":
+        _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
+        _require(args.limit >= 0, "--limit must be 0 (every suspect) or more, e.g. --limit 50.")
+        _require(args.rerank_every >= 0, "--rerank-every must be 0 (automatic) or more, e.g. --rerank-every 5.")
     if cmd == "project":
         _require(args.max_points >= 0, "--max-points must be 0 (the ATLAS_MAP_MAX_POINTS default) or more.")
         _require(args.n_neighbors is None or 2 <= args.n_neighbors <= 200, "--n-neighbors must be from 2 to 200.")

@@ -81,3 +81,33 @@ def test_audit_and_relabel_commands(tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["unchanged"] is True  # no no-op in the history
     missing = _run("relabel", "--collection", "c", "--point", "999", "--label", "c0", *common, env_extra=env)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_audit_operating_points_and_the_calibrated_statement(tmp_path, monkeypatch):
+    from tests.conftest import make_colors_env
+    from tests.test_app_audit import AMBIGUOUS
+
+    store = make_colors_env(tmp_path, monkeypatch, AMBIGUOUS)  # two blatant mislabels, six in-between images
+    common = ["--collection", "colors", "--store-path", str(store), "--checks", "label,duplicate"]
+    flagged = {}
+    for point in ("precision", "recall", "0.6"):
+        out = _run("audit", *common, "--operating-point", point, "--json")
+        assert out.returncode == 0, out.stderr
+        label = json.loads(out.stdout)["checks"]["label"]
+        assert label["calibration"]["operating_point"] == point and label["flagged"] == label["calibration"]["flagged"]
+        flagged[point] = label["flagged"]
+    assert 2 <= flagged["precision"] <= flagged["0.6"] <= flagged["recall"]
+    assert flagged["precision"] < flagged["recall"]
+    out = _run("audit", *common, "--operating-point", "recall")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"  label: {flagged['recall']} flagged"))
+    assert lines[at + 1].strip().startswith(f"Of the {flagged['recall']} flagged, about")
+    assert "operating point recall" in lines[at + 2]
+    # a fixed threshold is uncalibrated and says so; a fixed cosine replaces the adaptive duplicate rule
+    out = _run("audit", *common, "--threshold", "0.3", "--duplicate-similarity", "0.95", "--json")
+    checks = json.loads(out.stdout)["checks"]
+    assert "calibration" not in checks["label"] and checks["label"]["threshold"] == 0.3
+    assert checks["duplicate"]["rule"] == "fixed" and checks["duplicate"]["similarity"] == 0.95
+    out = _run("audit", *common, "--json")
+    assert json.loads(out.stdout)["checks"]["duplicate"]["rule"] == "adaptive"
