@@ -33,19 +33,20 @@ c1, c2 = st.columns([3, 1])
 c1.multiselect("Checks", ["label", "outlier", "duplicate"], ["label", "outlier", "duplicate"],
                key="audit_checks")
 c2.slider("Neighbours (k)", 2, 50, 10, key="audit_k")
-o1, o2 = st.columns([3, 2])
-choice = o1.radio("Flag label issues", list(OPERATING_POINTS), index=1, horizontal=True, key="audit_operating_point",
+choice = st.radio("Flag label issues", list(OPERATING_POINTS), index=1, horizontal=True, key="audit_operating_point",
                   help="The audit plants a few label flips of its own (in memory, never written) to "
                   "learn how wrong labels score on this collection, and chooses the threshold from them. " +
                   " ".join(f"**{name}**: {text}" for name, (_, text) in OPERATING_POINTS.items()))
 # read by the Run audit callback from the session (ui.audit.request_audit), as are the other controls
 if choice == "Target precision":
-    o2.slider("Target precision", 0.5, 0.99, 0.9, 0.01, key="audit_target_precision",
-              help="Flag as many labels as keep the expected share of real errors among them this high.")
+    st.columns([2, 3])[0].slider("Target precision", 0.5, 0.99, 0.9, 0.01, key="audit_target_precision",
+                                 help="Flag as many labels as keep the expected share of real errors among them "
+                                      "this high.")
 elif choice == "Fixed threshold":
-    o2.slider("Flag labels below probability", 0.01, 0.5, 0.05, key="audit_threshold",
-              help="A label is flagged when a classifier that never saw the point gives it less than this "
-                   "probability. Uncalibrated: no estimate of how many flags are real errors.")
+    st.columns([2, 3])[0].slider("Flag labels below probability", 0.01, 0.5, 0.05, key="audit_threshold",
+                                 help="A label is flagged when a classifier that never saw the point gives it less "
+                                      "than this probability. Uncalibrated: no estimate of how many flags are real "
+                                      "errors.")
 d1, d2 = st.columns([3, 2])
 duplicate_rule = d1.radio("Near-duplicates", [ADAPTIVE, FIXED_COSINE], horizontal=True, key="audit_duplicate_rule",
                           help="Adaptive: a pair counts when the two images are much closer to each other than to "

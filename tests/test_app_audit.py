@@ -242,3 +242,24 @@ def test_a_decision_re_ranks_the_rest_with_it(ambiguous_env):
     at.button(key="audit_rerun").click().run()
     assert at.session_state["audit_report"][1].results["label"].summary["trusted"] == 2
     assert any("Re-ranked using 2 of your decisions" in c.value for c in at.caption)
+
+
+def test_calibration_helpers_draw_per_class_figures_and_the_curve():
+    from ui.audit import calibration_figure, calibration_table, duplicate_caption
+
+    calibration = {"per_class": {"cat": {"flagged": 4, "precision": 0.75, "recall": 0.6, "error_rate": 0.05,
+                                         "planted": 25},
+                                 "<b>dog</b>": {"flagged": 1, "precision": 1.0, "recall": 0.2, "error_rate": 0.01,
+                                                "planted": 21}}}
+    table = calibration_table(calibration)
+    # a dataframe: labels are shown as text, never rendered
+    assert list(table["label"]) == ["cat", "<b>dog</b>"] and list(table["flagged"]) == [4, 1]
+    assert calibration_table({}).empty and "expected precision" in calibration_table({}).columns
+    curve = [{"threshold": t, "flagged": int(100 * t), "precision": 1 - t, "recall": t, "f1": 0.5} for t in
+             (0.1, 0.2, 0.3)]
+    fig = calibration_figure(curve, 0.2)
+    assert [t.name for t in fig.data] == ["expected precision", "expected recall"] and fig.layout.height == 240
+    assert "fixed rule: cosine ≥ 0.950" in duplicate_caption({"groups": 1, "rule": "fixed", "similarity": 0.95})
+    text = duplicate_caption({"groups": 2, "points_in_groups": 5, "mixed_label_groups": 1, "exact_copies": 2,
+                              "rule": "adaptive", "similarity": 0.99, "ratio": 0.3})
+    assert text.startswith("2 groups (5 points, 1 with mixed labels, 2 exact copies") and "ratio ≤ 0.30" in text

@@ -107,7 +107,9 @@ def test_accepting_a_suggestion_changes_the_label_on_the_map(demo_server, page):
     before = _draw_pca_map(page, url, demo)
     page.goto(f"{url}/audit", wait_until="domcontentloaded")
     page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
-    threshold = page.get_by_role("slider").nth(1)  # k, threshold, similarity: 80 images give soft probabilities
+    page.get_by_text("Fixed threshold", exact=True).click()  # its slider appears only then
+    threshold = page.get_by_role("slider").nth(1)  # k, threshold: 80 images give soft probabilities
+    threshold.wait_for(timeout=60_000)
     threshold.focus()
     for _ in range(25):  # 0.05 -> 0.30 in steps of 0.01
         threshold.press("ArrowRight")
@@ -127,7 +129,9 @@ def test_undo_on_the_changes_tab_stays_on_that_tab(demo_server, page):
     url, _, _ = demo_server
     page.goto(f"{url}/audit", wait_until="domcontentloaded")
     page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
+    page.get_by_text("Fixed threshold", exact=True).click()
     threshold = page.get_by_role("slider").nth(1)
+    threshold.wait_for(timeout=60_000)
     threshold.focus()
     for _ in range(25):
         threshold.press("ArrowRight")
@@ -166,3 +170,16 @@ def test_graph_page_draws_the_knn_graph(demo_server, page):
     nodes = sum(v for name, v in counts.items() if not name.endswith("edges"))
     assert nodes == demo.images and counts.get("same-label edges", 0) > 0
     page.screenshot(path=str(demo_server[2] / "graph.png"))
+
+
+def test_audit_says_how_far_to_trust_its_flags(demo_server, page):
+    url, _, _ = demo_server
+    page.goto(f"{url}/audit", wait_until="domcontentloaded")
+    page.get_by_role("button", name="Run audit").wait_for(timeout=120_000)
+    page.get_by_text("Recall-first", exact=True).click()
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
+    page.get_by_role("button", name="Run audit").click()
+    page.get_by_text("planted flips").first.wait_for(timeout=180_000)  # the calibrated statement
+    page.get_by_text("How this is estimated").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # expected precision and recall by threshold
+    page.screenshot(path=str(demo_server[2] / "audit-calibrated.png"))
