@@ -211,8 +211,12 @@ def cmd_review(args: argparse.Namespace) -> int:
             f"{int(report.table['is_label_issue'].sum()):,} suspects at the {args.operating_point} operating point")
         if statement(report):
             say(statement(report))
-        say(REVIEW_HELP)
-        while not args.limit or shown < args.limit:
+        if args.decisions:
+            shown = _apply_decisions(args, store, report, stored, by, counts, log)
+            since_rerank = 1 if shown else 0
+        else:
+            say(REVIEW_HELP)
+        while not args.decisions and (not args.limit or shown < args.limit):
             table = report.table
             if again is not None and (table["id"] == again).any():
                 row = table[table["id"] == again].iloc[0]
@@ -336,6 +340,74 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_jsonable_deep(summary), indent=2, ensure_ascii=False))
     return 0
+
+
+DECISIONS = {"a": "accept", "accept": "accept", "k": "keep", "keep": "keep", "r": "relabel", "relabel": "relabel",
+             "s": "skip", "skip": "skip"}
+
+
+def _apply_decisions(args: argparse.Namespace, store, report, stored: dict, by: str, counts: dict,
+                     log: list) -> int:
+    """`review --decisions FILE.csv`: columns id, decision (accept, keep, relabel, skip) and label (for relabel).
+    Every row is checked before anything is written; the changes form one batch. Returns the rows applied."""
+    import csv
+
+    from .labels import check_label, confirm, new_batch, relabel
+    from .store import parse_point_id
+
+    try:
+        with open(args.decisions, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except OSError as exc:
+        raise ValueError(f"--decisions: cannot read {args.decisions}: {exc.strerror or exc}") from None
+    if not {"id", "decision"} <= {h.strip().lower() for h in header if h}:
+        raise ValueError(f"--decisions: {args.decisions} needs the columns id and decision (and label for relabel).")
+    table = report.table.set_index(report.table["id"].astype(str))
+    plan = []
+    for n, raw in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        where = f"--decisions line {n}"
+        try:
+            pid = parse_point_id(row["id"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if str(pid) not in table.index:
+            raise ValueError(f"{where}: no point {row['id']} in '{args.collection}'.")
+        decision = DECISIONS.get(row["decision"].lower())
+        if decision is None:
+            raise ValueError(f"{where}: unknown decision '{row['decision']}': use accept, keep, relabel or skip.")
+        point = table.loc[str(pid)]
+        new = None
+        if decision == "accept":
+            new = point["suggested_label"]
+            if not isinstance(new, str) or new == point["label"]:
+                raise ValueError(f"{where}: point {row['id']} has no other suggested label to accept.")
+        if decision == "relabel":
+            new = row.get("label", "")
+            try:
+                check_label(new)
+            except Exception as exc:
+                raise ValueError(f"{where}: {exc}") from None
+            if new not in stored:
+                raise ValueError(f"{where}: no point has the label '{new}' yet; check the spelling (the review "
+                                 "creates no new labels from a file).")
+        plan.append((pid, decision, point["label"], new))
+    batch = new_batch()
+    for pid, decision, old, new in plan:
+        if decision == "keep":
+            confirm(store, args.collection, [pid], by, args.label_field, batch=batch)
+            counts["kept"] += 1
+            log.append({"id": str(pid), "decision": "keep", "label": old})
+        elif decision in ("accept", "relabel"):
+            relabel(store, args.collection, [pid], stored.get(new, new), by, args.label_field, batch=batch)
+            counts["accepted" if decision == "accept" else "relabelled"] += 1
+            log.append({"id": str(pid), "decision": decision, "old": old, "label": new})
+        else:
+            counts["skipped"] += 1
+            log.append({"id": str(pid), "decision": "skip", "label": old})
+    return len(plan)
 
 
 def _jsonable_deep(value: Any) -> Any:
@@ -543,6 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-every", type=int, default=0,
                    help=f"re-rank after this many decisions (default: 1, or 10 above {REVIEW_RERANK_POINTS:,} points)")
     p.add_argument("--by", default="", help="name recorded with each decision (default: ATLAS_USER or the login)")
+    p.add_argument("--decisions", default="", metavar="FILE.csv",
+                   help="no questions: apply the decisions in this CSV (columns id, decision = accept, keep, "
+                   "relabel or skip, and label for relabel), then re-rank once")
     p.add_argument("--label-field", default="label")
     p.set_defaults(fn=cmd_review)
 

@@ -94,3 +94,30 @@ def test_review_refuses_what_it_cannot_review(tmp_path):
     assert out.returncode == 1 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr, out.stderr
     out = _review(tmp_path / "q", "q\n", "--operating-point", "sometimes")
     assert out.returncode == 1 and "--operating-point" in out.stderr
+
+
+def test_decisions_from_a_file_are_checked_first_then_applied_as_one_batch(review_store, tmp_path):
+    first = _first_suspect(review_store, "recall")
+    with open_store(path=str(review_store)) as store:
+        report = run_audit(store, "colors", checks=["label"], operating_point="recall")
+    second = report.suspects("label").iloc[1]
+    table = report.table
+    clean = table[~table["is_label_issue"] & (table["label"] != "green")].iloc[0]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"id,decision,label\n{first.id},accept,\n{second.id},relabel,purple\n")
+    out = _review(review_store, "", "--decisions", str(bad))
+    assert out.returncode == 1 and "line 3" in out.stderr and "'purple'" in out.stderr, out.stderr
+    assert _payload(review_store, first.id)["label"] == first.label  # nothing written: the file was refused
+    good = tmp_path / "good.csv"
+    good.write_text(f"id,decision,label\n{first.id},accept,\n{second.id},k,\n{clean.id},relabel,green\n")
+    out = _review(review_store, "", "--decisions", str(good), "--operating-point", "recall", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["accepted"], summary["kept"], summary["relabelled"], summary["rerankings"]) == (1, 1, 1, 1)
+    assert _payload(review_store, first.id)["label"] == first.suggested_label
+    assert _payload(review_store, second.id)["label_confirmed"] == second.label
+    assert _payload(review_store, clean.id)["label"] == "green"
+    assert summary["trusted"] == 3
+    bad.write_text("point,what\n1,keep\n")
+    out = _review(review_store, "", "--decisions", str(bad))
+    assert out.returncode == 1 and "needs the columns id and decision" in out.stderr
