@@ -47,7 +47,15 @@ def test_audit_benchmark_runs(tmp_path):
     out = _run("audit.py", "--out", str(tmp_path / "audit.json"))
     result = json.loads((tmp_path / "audit.json").read_text())
     assert result["duplicates"]["exact_pairs_found"] == result["duplicates"]["exact_pairs_planted"] > 0
-    assert "| 5% | ours" in out.stdout and "cleanlab" in out.stdout
+    assert [q["noise"] for q in result["quality"]] == ["uniform 2%", "uniform 5%", "uniform 10%", "uniform 20%",
+                                                       "class-cond. 5%", "class-cond. 10%"]
+    assert "| uniform 5% | ours (run_audit, balanced) |" in out.stdout
+    assert "| uniform 5% | cleanlab find_label_issues, same out-of-fold probabilities |" in out.stdout
+    assert all(q["ours"]["estimated_precision"] is not None for q in result["quality"])  # calibrated everywhere
+    assert [q["noise"] for q in result["quality"] if "review" in q] == ["uniform 10%", "class-cond. 10%"]
+    assert result["small_set"]["n"] == 30 and result["small_set"]["mislabels"] == 2
+    assert len(result["tune"]["summary"]) == 2 and result["tune"]["runs"]  # the tuning's smoke run
+    assert "| goal | measured | result |" in out.stdout and result["scale"]["no_calibration"]["seconds"] > 0
 
 
 def test_explore_benchmark_runs(tmp_path):
