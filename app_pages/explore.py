@@ -27,10 +27,10 @@ st.session_state["_explore_url_drawn"] = True
 
 with st.form("explore_form"):
     c1, c2, c3 = st.columns(3)
-    vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="explore_vector",
-                          format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
-    if len(s.vectors) == 1:
-        c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.vectors[0].size}-d)")
+    vector = c1.selectbox("Vector", [v.name for v in s.embeddings], key="explore_vector",
+                          format_func=lambda v: v or "(unnamed)") if len(s.embeddings) > 1 else s.embeddings[0].name
+    if len(s.embeddings) == 1:
+        c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.embeddings[0].size}-d)")
     color_by = c2.selectbox("Color by", keys, key="explore_color")
     cap = settings.get("ATLAS_MAP_MAX_POINTS")
     max_points = c3.number_input("Points (sampled above)", 1, max(cap, s.points), min(s.points, cap),

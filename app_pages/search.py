@@ -25,10 +25,10 @@ if handoff_ids:
     st.caption(f"{len(handoff_ids)} point(s) handed over from another page: see the Point and Examples tabs.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
-vector = c1.selectbox("Vector", [v.name for v in s.vectors], key="search_vector",
-                      format_func=lambda v: v or "(unnamed)") if len(s.vectors) > 1 else s.vectors[0].name
-if len(s.vectors) == 1:
-    c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.vectors[0].size}-d)")
+vector = c1.selectbox("Vector", [v.name for v in s.embeddings], key="search_vector",
+                      format_func=lambda v: v or "(unnamed)") if len(s.embeddings) > 1 else s.embeddings[0].name
+if len(s.embeddings) == 1:
+    c1.caption(f"Vector: {md_escape(vector or '(unnamed)')} ({s.embeddings[0].size}-d)")
 k = c2.number_input("Results (k)", 1, 500, 12, key="search_k")
 hnsw_ef = c3.number_input("hnsw_ef (0: default)", 0, 4096, 0, key="search_ef",
                           help="How many candidates the HNSW index explores: higher is more exact and slower.")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import models
+from .pixels import is_auxiliary
 from .store import Points, Store, VectorSpec
 
 LABEL_FIELD_GUESSES = ("label", "labels", "class", "class_name", "category", "target", "tag")
@@ -20,6 +21,11 @@ class CollectionSummary:
     label_field: str | None
     labels: dict[str, int] = field(default_factory=dict)  # label -> count, largest first
     unlabeled: int = 0
+
+    @property
+    def embeddings(self) -> list[VectorSpec]:
+        """The vectors to search or map by (not the audit's auxiliary pixel vector)."""
+        return [v for v in self.vectors if not is_auxiliary(v.name)]
 
     @property
     def models(self) -> list[str]:

@@ -32,6 +32,8 @@ import torch
 from . import images, thumbnails
 from .exporting import csv_safe_cell
 from .models import Embedder
+from .pixels import DIM as PIXEL_DIM
+from .pixels import PIXELS, pixel_vector
 from .store import PointId, Store
 
 # uuid5 namespace for point ids: the same relative path always gives the same id, on every machine.
@@ -215,6 +217,7 @@ class _Prepared:
     file: ImageFile
     sha1: str = ""
     tensor: torch.Tensor | None = None
+    pixels: np.ndarray | None = None  # core.pixels: the audit's model-free view of the image
     width: int = 0
     height: int = 0
     error: str | None = None
@@ -230,7 +233,7 @@ def _prepare(root: Path, f: ImageFile, known_sha1: str | None, moved_sha1s: set[
         if known_sha1 == sha1 or (known_sha1 is None and sha1 in moved_sha1s):
             return _Prepared(f, sha1)
         img = images.decode(data, max_pixels, sha1)
-        return _Prepared(f, sha1, model.preprocess(img.image), img.width, img.height)
+        return _Prepared(f, sha1, model.preprocess(img.image), pixel_vector(img.image), img.width, img.height)
     except images.BadImage as exc:
         return _Prepared(f, error=str(exc))
     except Exception as exc:  # a preprocessing failure on one odd image must not end the run
@@ -265,7 +268,7 @@ def check_collection(store: Store, collection: str, model_name: str, dim: int | 
         raise IngestError(f"Collection '{collection}' holds vectors of {held}, not of model '{model_name}'. "
                           f"Ingest with that model (--model {names[0] if names else '...'}) or into a new "
                           "collection name, so that one collection never mixes embedding spaces.")
-    if len(names) > 1:
+    if set(names) - {model_name, PIXELS}:
         raise IngestError(f"Collection '{collection}' has several vectors ({', '.join(names)}); writing only "
                           f"'{model_name}' would erase the others. Ingest into a new collection instead.")
     spec = info.vector(model_name)
@@ -289,7 +292,9 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
     started = time.perf_counter()
 
     if not check_collection(store, collection, model.name, model.dim):
-        store.create_collection(collection, {model.name: model.dim})
+        store.create_collection(collection, {model.name: model.dim, PIXELS: PIXEL_DIM})
+    # Collections made before the pixel view existed keep their one vector (Qdrant Edge cannot add one).
+    with_pixels = PIXELS in [v.name for v in store.collection_info(collection).vectors]
     if cache_dir is not None:
         thumbnails.remember_root(cache_dir, store.location, collection, root, base_url=base_url)
     existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1", "path", "label_history"])
@@ -322,7 +327,10 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
             old = current.get(pid)
             payloads.append({**old, **fields} if old is not None and "label" in old
                             else {"label": item.file.label, **(old or {}), **fields})
-        store.upsert(collection, ids, {model.name: vectors}, payloads)
+        written = {model.name: vectors}
+        if with_pixels:
+            written[PIXELS] = np.stack([item.pixels for item, _ in batch])
+        store.upsert(collection, ids, written, payloads)
         report.added += sum(new for _, new in batch)
         report.updated += sum(not new for _, new in batch)
         batch.clear()
@@ -396,6 +404,8 @@ def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[Imag
     """Copy each old point (vector, payload, history) to its file's new path, then delete the old point.
     Returns the files whose old point no longer exists (to be embedded as new files)."""
     old = store.retrieve(collection, [pid for _, pid in moves], vector=model.name, with_vectors=True)
+    with_pixels = PIXELS in [v.name for v in store.collection_info(collection).vectors]
+    old_pixels = store.retrieve(collection, old.ids, vector=PIXELS, with_vectors=True) if with_pixels else None
     by_id = {pid: i for i, pid in enumerate(old.ids)}
     new_ids, rows, payloads, moved_from = [], [], [], []
     orphans = []
@@ -422,7 +432,11 @@ def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[Imag
     if new_ids:
         # Write the new point before deleting the old one: a crash in between leaves both, and the next run
         # deletes the old one (_finish_moves); the other order could lose the point.
-        store.upsert(collection, new_ids, {model.name: old.vectors[rows]}, payloads)
+        written = {model.name: old.vectors[rows]}
+        if old_pixels is not None:
+            pixel_row = {pid: i for i, pid in enumerate(old_pixels.ids)}
+            written[PIXELS] = old_pixels.vectors[[pixel_row[old.ids[i]] for i in rows]]
+        store.upsert(collection, new_ids, written, payloads)
         store.delete(collection, moved_from)
         report.moved += len(new_ids)
     return [_Prepared(f) for f in orphans]

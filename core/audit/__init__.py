@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -13,10 +13,11 @@ import pandas as pd
 from ..cache import ArrayCache, key_of
 from ..knn import KnnGraph
 from ..maps import shared_knn
+from ..pixels import PIXELS
 from ..points import PointSet, load_points, load_vectors
 from ..store import Filter, Store
 from .base import AuditData, CheckResult
-from .calibration import OPERATING_POINTS, Calibration, check_operating_point
+from .calibration import check_operating_point
 from .duplicate_check import DuplicateCheck
 from .label_check import LabelCheck
 from .outlier_check import OutlierCheck
@@ -99,6 +100,9 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
                                True, hit.notes)
     say("reading vectors", 0.05)
     vectors = load_vectors(store, pts, filter)
+    views = {}  # more evidence per point for the label check: the pixel view that ingest stores (core.pixels)
+    if pts.vector != PIXELS and PIXELS in [v.name for v in store.collection_info(collection).vectors]:
+        views[PIXELS] = load_vectors(store, replace(pts, vector=PIXELS), filter)
     say("kNN graph", 0.15)
     graph = shared_knn(pts, vectors, k, cache) if len(pts) > 1 else KnnGraph(
         np.zeros((len(pts), 0), np.int64), np.zeros((len(pts), 0), np.float32), "exact", 0.0)
@@ -111,7 +115,7 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
     confirmed = np.array([is_trusted(p, label_field) for p in pts.payloads], bool) if label_field else np.zeros(
         len(pts), bool)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else np.ones((0, 1))
-    data = AuditData(pts.ids, vectors / np.maximum(norms, 1e-12), labels, knn, pts.payloads, confirmed)
+    data = AuditData(pts.ids, vectors / np.maximum(norms, 1e-12), labels, knn, pts.payloads, confirmed, views)
     notes = []
     if len(pts) <= k:
         notes.append(f"Only {len(pts)} points: neighbours are limited to {k_used} per point.")

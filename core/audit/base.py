@@ -19,6 +19,7 @@ class AuditData:
     knn: KnnGraph
     payloads: list[dict[str, Any]]
     confirmed: np.ndarray  # bool: a person confirmed or set this label (trusted: never flagged, weighs more)
+    views: dict[str, np.ndarray] = field(default_factory=dict)  # other vectors of the same points (e.g. pixels)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..pixels import is_auxiliary
+
 PointId = int | str
 # A payload filter: {key: value} must match exactly, {key: [v1, v2]} matches any of the values.
 Filter = Mapping[str, Any]
@@ -117,12 +119,17 @@ class CollectionInfo:
     points: int
     vectors: list[VectorSpec]
 
+    @property
+    def embeddings(self) -> list[VectorSpec]:
+        """The vectors a search or a map can use: all but the audit's auxiliary ones (core.pixels)."""
+        return [v for v in self.vectors if not is_auxiliary(v.name)]
+
     def vector(self, name: str | None = None) -> VectorSpec:
-        """The vector called `name`, or the only/first one when name is None."""
+        """The vector called `name`, or the first embedding when name is None."""
         if not self.vectors:
             raise StoreError(f"Collection '{self.name}' has no dense vectors.")
         if name is None:
-            return self.vectors[0]
+            return self.embeddings[0] if self.embeddings else self.vectors[0]
         for spec in self.vectors:
             if spec.name == name:
                 return spec
