@@ -4,14 +4,15 @@ of a whole audit and of a relabel at 70,000 points. Every default of the audit i
 
 0. Tuning (--tune, writes bench/results/audit-tune.json): 2 x 5,000 Fashion-MNIST *train* images (500 per class
    each, disjoint; the train split never meets the reported t10k set), embedded with effnet-lite0. LabelCheck runs
-   on each half at knn_weight 0, 0.1, 0.2, 0.3, 0.5 (its public field) under uniform 2/5/10/20% and
-   class-conditional 5/10% noise; average precision and F1 per setting show how KNN_WEIGHT was chosen.
+   on each half at knn_weight 0, 0.1, 0.2, 0.3, 0.5 without the pixel view, then at pixel_weight 0.35, 0.7, 1.0
+   with it (its public fields) under uniform 2/5/10/20% and class-conditional 5/10% noise; average precision and
+   F1 per setting show how KNN_WEIGHT and PIXEL_WEIGHT were chosen.
 1. Quality: the 5,000 Fashion-MNIST test images of bench/data/fmnist5k_planted_noise.json (500 per class),
-   embedded with effnet-lite0 (product defaults), with the JSON's uniform 5% and 10% flips (seed 0) and the
+   embedded with effnet-lite0 plus the pixel view ingest stores (core/pixels.py), with the JSON's uniform 5% and 10% flips (seed 0) and the
    labels of bench/data/fmnist5k_more_noise.json: uniform 2% and 20%, class-conditional 5% and 10% (flips go
    towards each class's confusable classes, in proportion to the confusions of a clean-label probe on the TRAIN
    images above; fixed seeds). Per level, side by side: run_audit(checks=["label"]) at the balanced operating
-   point (graded) and at precision-first and recall-first (info); cleanlab's confident learning
+   point (graded), the same without the pixel view, and at precision-first and recall-first (info); cleanlab's confident learning
    (cleanlab.filter.find_label_issues, ranked by cleanlab.rank.get_label_quality_scores) on the SAME out-of-fold
    probabilities the audit's probe produced; cleanlab Datalab given the features only (it fits a kNN classifier);
    the 10-NN majority vote; and the cross-validated logistic probe alone (its probability of the given label;
@@ -68,10 +69,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a benchmark must never sit in ne
 import core.audit as audit_module  # noqa: E402
 from core.audit import run_audit  # noqa: E402
 from core.audit.base import AuditData  # noqa: E402
-from core.audit.label_check import KNN_WEIGHT, LabelCheck  # noqa: E402
+from core.audit.label_check import KNN_WEIGHT, PIXEL_WEIGHT, LabelCheck  # noqa: E402
 from core.cache import ArrayCache  # noqa: E402
 from core.knn import knn_graph  # noqa: E402
 from core.labels import confirm, relabel, relabel_each  # noqa: E402
+from core.pixels import PIXELS, pixel_vector  # noqa: E402
 from core.store import Store, open_store  # noqa: E402
 from machine import machine_info  # noqa: E402
 from synthetic import clustered_vectors  # noqa: E402
@@ -90,7 +92,8 @@ LEVELS = ((UNIFORM, 0.02), (UNIFORM, 0.05), (UNIFORM, 0.10), (UNIFORM, 0.20), (C
 NOISE_SEEDS = {(UNIFORM, 0.02): 2, (UNIFORM, 0.20): 20, (CLASS_COND, 0.05): 105, (CLASS_COND, 0.10): 110}
 TUNE_SEED = 1000  # flips on the train halves: TUNE_SEED + 100 * half + level number
 TRAIN_PER_CLASS, TRAIN_SEED = 500, 1  # per class and half; two disjoint halves of Fashion-MNIST train
-TUNE_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+# (knn weight, pixel weight): the vote's share at no pixel view, then the pixel view's weight at the chosen vote
+TUNE_WEIGHTS = ((0.0, 0.0), (0.1, 0.0), (0.2, 0.0), (0.3, 0.0), (0.5, 0.0), (0.2, 0.35), (0.2, 0.7), (0.2, 1.0))
 # Goals of issue 13 (ours at the balanced operating point, on all 5,000 images)
 QUALITY_GOALS = {(UNIFORM, 0.05): {"f1": 0.85, "average_precision": 0.925},
                  (UNIFORM, 0.10): {"f1": 0.90, "average_precision": 0.96},
@@ -135,12 +138,21 @@ def ids_for(prefix: str, n: int) -> list[str]:
 
 
 def upsert_all(store: Store, name: str, ids: list[str], vectors: np.ndarray, payloads: list[dict[str, Any]],
-               vector: str) -> float:
+               vector: str, pixels: np.ndarray | None = None) -> float:
+    """A collection as ingest makes it: the model's vectors, and the pixel view (core.pixels) when given."""
     started = time.perf_counter()
-    store.create_collection(name, {vector: vectors.shape[1]})
+    columns = {vector: vectors} if pixels is None else {vector: vectors, PIXELS: pixels}
+    store.create_collection(name, {k: v.shape[1] for k, v in columns.items()})
     for i in range(0, len(ids), UPSERT_BATCH):
-        store.upsert(name, ids[i:i + UPSERT_BATCH], {vector: vectors[i:i + UPSERT_BATCH]}, payloads[i:i + UPSERT_BATCH])
+        store.upsert(name, ids[i:i + UPSERT_BATCH], {k: v[i:i + UPSERT_BATCH] for k, v in columns.items()},
+                     payloads[i:i + UPSERT_BATCH])
     return time.perf_counter() - started
+
+
+def pixel_views(images: list[Any]) -> np.ndarray:
+    """core.pixels' view of each PIL image, unit-normalised as a cosine collection stores it."""
+    x = np.stack([pixel_vector(im) for im in images])
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def staged_audit(store: Store, name: str, **kwargs: Any) -> tuple[Any, float, dict[str, float]]:
@@ -232,6 +244,16 @@ def embed_fmnist(positions: np.ndarray, test_index: np.ndarray, cache_file: Path
                               "device": model.device}
 
 
+def t10k_pixels(positions: np.ndarray, test_index: np.ndarray) -> np.ndarray:
+    """The pixel view ingest would store for each of the 5k images (cheap: no model)."""
+    from PIL import Image
+
+    from core import datasets
+
+    images, _ = datasets.load_fashion_mnist("t10k")
+    return pixel_views([Image.fromarray(images[test_index[p]]).convert("RGB") for p in positions])
+
+
 def train_halves(per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two disjoint halves of Fashion-MNIST train images, `per_class` of each class in each: (train index of half
     A, of half B, all train labels). The first `per_class` of each class's TRAIN_PER_CLASS, so a smaller run
@@ -273,11 +295,12 @@ def train_vectors(index: np.ndarray, cache_file: Path | None) -> tuple[np.ndarra
 
 
 # --- noise -----------------------------------------------------------------------------------------------------
-def audit_data(vectors: np.ndarray, names: list[str]) -> AuditData:
+def audit_data(vectors: np.ndarray, names: list[str], pixels: np.ndarray | None = None) -> AuditData:
     """What run_audit hands the label check, built directly (to set LabelCheck's fields)."""
     x = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     graph = knn_graph(x, K, method="exact")
-    return AuditData(list(range(len(x))), x, names, graph, [{} for _ in range(len(x))], np.zeros(len(x), bool))
+    return AuditData(list(range(len(x))), x, names, graph, [{} for _ in range(len(x))], np.zeros(len(x), bool),
+                     {} if pixels is None else {PIXELS: pixels})
 
 
 def probe_confusion(vectors: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -350,38 +373,45 @@ def noisy_labels(planted: dict[str, Any], more: dict[str, Any], kind: str, rate:
 
 
 # --- 0. tuning on train images ---------------------------------------------------------------------------------
-def tune(per_class: int, weights: tuple[float, ...], levels: tuple[tuple[str, float], ...], transition: np.ndarray,
+def tune(per_class: int, weights: tuple[tuple[float, float], ...], levels: tuple[tuple[str, float], ...], transition: np.ndarray,
          cache_file: Path | None) -> dict[str, Any]:
     a, b, train_labels = train_halves(per_class)
     index = np.sort(np.concatenate([a, b]))
     vectors, info = train_vectors(index, cache_file)
+    from PIL import Image
+
+    from core import datasets
+
+    train_images, _ = datasets.load_fashion_mnist("train")
+    pixels = pixel_views([Image.fromarray(train_images[t]).convert("RGB") for t in index])
     row = {int(t): i for i, t in enumerate(index)}
     runs = []
     for half, part in enumerate((a, b)):
         x = vectors[[row[int(t)] for t in part]]
+        px = pixels[[row[int(t)] for t in part]]
         clean = train_labels[part]
         for number, (kind, rate) in enumerate(levels):
             noisy = flip_labels(clean, kind, rate, transition, TUNE_SEED + 100 * half + number)
             truth = noisy != clean
-            data = audit_data(x, [f"c{int(c):02d}" for c in noisy])
-            for w in weights:
-                say(f"tune: half {'AB'[half]}, {level_name(kind, rate)}, knn_weight {w} ...")
+            data = audit_data(x, [f"c{int(c):02d}" for c in noisy], px)
+            for w, pw in weights:
+                say(f"tune: half {'AB'[half]}, {level_name(kind, rate)}, knn_weight {w}, pixel_weight {pw} ...")
                 started = time.perf_counter()
-                result = LabelCheck(knn_weight=w).run(data)
+                result = LabelCheck(knn_weight=w, pixel_weight=pw).run(data)
                 seconds = time.perf_counter() - started
                 m = detection(result.table["is_label_issue"].to_numpy(bool),
                               result.table["label_score"].to_numpy(float), truth)
                 cal = result.summary.get("calibration") or {}
-                runs.append({"half": "AB"[half], "noise": level_name(kind, rate), "knn_weight": w,
+                runs.append({"half": "AB"[half], "noise": level_name(kind, rate), "knn_weight": w, "pixel_weight": pw,
                              **{k: m[k] for k in ("flagged", "precision", "recall", "f1", "average_precision",
                                                   "best_threshold_f1")},
                              "estimated_precision": cal.get("precision"), "seconds": round(seconds, 2)})
     summary = []
-    for w in weights:
-        mine = [r for r in runs if r["knn_weight"] == w]
+    for w, pw in weights:
+        mine = [r for r in runs if r["knn_weight"] == w and r["pixel_weight"] == pw]
         per_level = {level_name(*lv): {m: round(float(np.mean([r[m] for r in mine if r["noise"] == level_name(*lv)])),
                                                 4) for m in ("average_precision", "f1")} for lv in levels}
-        summary.append({"knn_weight": w, "per_level": per_level,
+        summary.append({"knn_weight": w, "pixel_weight": pw, "per_level": per_level,
                         "mean_average_precision": round(float(np.mean([r["average_precision"] for r in mine])), 4),
                         "mean_f1": round(float(np.mean([r["f1"] for r in mine])), 4),
                         "mean_calibration_error": round(float(np.mean([abs(r["estimated_precision"] - r["precision"])
@@ -390,18 +420,19 @@ def tune(per_class: int, weights: tuple[float, ...], levels: tuple[tuple[str, fl
     best = max(summary, key=lambda s: s["mean_average_precision"])
     return {"images_per_half": len(a), "halves": 2, "train_seed": TRAIN_SEED, "levels": [level_name(*lv) for lv in
                                                                                           levels],
-            "weights": list(weights), "embedding": info, "runs": runs, "summary": summary,
-            "best_by_mean_average_precision": best["knn_weight"], "core_default": KNN_WEIGHT}
+            "weights": [list(w) for w in weights], "embedding": info, "runs": runs, "summary": summary,
+            "best_by_mean_average_precision": [best["knn_weight"], best["pixel_weight"]],
+            "core_default": [KNN_WEIGHT, PIXEL_WEIGHT]}
 
 
 def tune_table(t: dict[str, Any]) -> str:
     levels = t["levels"]
-    lines = ["| knn weight | " + " | ".join(f"{lv} AP / F1" for lv in levels) + " | mean AP | mean F1 | mean calib. "
+    lines = ["| knn weight / pixel weight | " + " | ".join(f"{lv} AP / F1" for lv in levels) + " | mean AP | mean F1 | mean calib. "
              "error |", "|---:|" + "---:|" * (len(levels) + 3)]
     for s in t["summary"]:
-        mark = " (core default)" if s["knn_weight"] == t["core_default"] else ""
+        mark = " (core default)" if [s["knn_weight"], s["pixel_weight"]] == list(t["core_default"]) else ""
         cells = [f"{s['per_level'][lv]['average_precision']:.3f} / {s['per_level'][lv]['f1']:.3f}" for lv in levels]
-        lines.append(f"| {s['knn_weight']:g}{mark} | " + " | ".join(cells) + f" | {s['mean_average_precision']:.4f} | "
+        lines.append(f"| {s['knn_weight']:g} / {s['pixel_weight']:g}{mark} | " + " | ".join(cells) + f" | {s['mean_average_precision']:.4f} | "
                      f"{s['mean_f1']:.4f} | {s['mean_calibration_error']:.3f} |")
     return "\n".join(lines)
 
@@ -497,7 +528,7 @@ def review_loop(store: Store, name: str, ids: list[str], row_of: dict[str, int],
 
 
 def quality(planted: dict[str, Any], more: dict[str, Any], positions: np.ndarray, vectors: np.ndarray,
-            tmp: Path) -> list[dict[str, Any]]:
+            pixels: np.ndarray, tmp: Path) -> list[dict[str, Any]]:
     classes = planted["classes"]
     test_index = np.asarray(planted["test_index"])
     clean = np.asarray(planted["label_clean"])[positions]
@@ -517,11 +548,15 @@ def quality(planted: dict[str, Any], more: dict[str, Any], positions: np.ndarray
                                "goals": QUALITY_GOALS.get((kind, rate))}
         store = open_store(path=str(tmp / f"fmnist-{level_key(kind, rate)}"))
         try:
-            upsert_all(store, "fmnist", ids, vectors, payloads, MODEL)
+            upsert_all(store, "fmnist", ids, vectors, payloads, MODEL, pixels)
+            upsert_all(store, "fmnist-embedding-only", ids, vectors, payloads, MODEL)
             load_before = load()
             say(f"{lv}: run_audit(label) on {len(ids):,} points ...")
             report, seconds, stages = staged_audit(store, "fmnist", checks=["label"])
             row["ours"] = {**ours_row(report, row_of, truth, seconds, stages), "loadavg_before": load_before}
+            say(f"{lv}: run_audit(label) without the pixel view (a collection of model vectors only) ...")
+            r_emb, s_emb, st_emb = staged_audit(store, "fmnist-embedding-only", checks=["label"])
+            row["ours_embedding_only"] = ours_row(r_emb, row_of, truth, s_emb, st_emb)
             for op in ("precision", "recall"):
                 say(f"{lv}: run_audit(label, operating_point={op}) ...")
                 r_op, s_op, st_op = staged_audit(store, "fmnist", checks=["label"], operating_point=op)
@@ -570,7 +605,8 @@ def small_set(tmp: Path) -> dict[str, Any]:
 
     images, y, _ = datasets.load_digits()
     pick = np.concatenate([np.flatnonzero(y == c)[:SMALL_PER_CLASS] for c in SMALL_CLASSES])
-    vectors = embed([Image.fromarray(images[i]).resize((SMALL_SIDE, SMALL_SIDE)).convert("RGB") for i in pick])
+    shown = [Image.fromarray(images[i]).resize((SMALL_SIDE, SMALL_SIDE)).convert("RGB") for i in pick]
+    vectors = embed(shown)
     labels = [str(y[i]) for i in pick]
     for r, wrong in SMALL_MISLABELS.items():
         labels[r] = wrong
@@ -580,7 +616,7 @@ def small_set(tmp: Path) -> dict[str, Any]:
     store = open_store(path=str(tmp / "digits30"))
     try:
         upsert_all(store, "digits", ids, vectors, [{"label": lab, "sha1": f"digit-{int(i)}"} for lab, i in
-                                                   zip(labels, pick)], MODEL)
+                                                   zip(labels, pick)], MODEL, pixel_views(shown))
         say("small set: run_audit(label, duplicate) on 30 digits ...")
         report, seconds, _ = staged_audit(store, "digits", checks=["label", "duplicate"])
         fixed, _s, _st = staged_audit(store, "digits", checks=["duplicate"], duplicate_similarity=OLD_COSINE)
@@ -774,7 +810,9 @@ def verdict(ok: bool) -> str:
     return "pass" if ok else "FAIL"
 
 
-METHODS = {"ours": "ours (run_audit, balanced)", "ours_precision": "ours, precision-first (info)",
+METHODS = {"ours": "ours (run_audit, balanced)",
+           "ours_embedding_only": "ours, embedding only: no pixel view (info)",
+           "ours_precision": "ours, precision-first (info)",
            "ours_recall": "ours, recall-first (info)",
            "cleanlab_confident_learning": "cleanlab find_label_issues, same out-of-fold probabilities",
            "cleanlab_datalab": "cleanlab Datalab, features only", "knn10_vote": "10-NN vote",
@@ -986,13 +1024,13 @@ def main(argv: list[str] | None = None) -> int:
     transition = np.asarray(more["transition"])
 
     tune_levels = LEVELS if not args.quick else ((UNIFORM, 0.10), (CLASS_COND, 0.10))
-    tune_weights = TUNE_WEIGHTS if not args.quick else (0.0, KNN_WEIGHT)
+    tune_weights = TUNE_WEIGHTS if not args.quick else ((0.0, 0.0), (KNN_WEIGHT, PIXEL_WEIGHT))
     tune_per_class = 50 if args.quick else TRAIN_PER_CLASS
     if args.tune:
         tuned = tune(tune_per_class, tune_weights, tune_levels, transition, args.train_embeddings)
         table = tune_table(tuned)
         print(f"Tuning on Fashion-MNIST TRAIN images (2 x {tuned['images_per_half']:,}, not the reported t10k set): "
-              "LabelCheck(knn_weight=w), mean of the two halves\n")
+              "LabelCheck(knn_weight, pixel_weight), mean of the two halves\n")
         print(table)
         total_s = time.perf_counter() - wall
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -1003,8 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
                          "transition_from": os.path.relpath(MORE_NOISE, ROOT)},
             "tune": tuned, "total_s": round(total_s, 1), "tables": {"tune": table}}, indent=2,
             default=_plain) + "\n")
-        print(f"\nbest knn_weight by mean AP: {tuned['best_by_mean_average_precision']:g} (core default "
-              f"{KNN_WEIGHT:g}); wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} in {total_s:.0f} s")
+        print(f"\nbest (knn_weight, pixel_weight) by mean AP: {tuned['best_by_mean_average_precision']} (core "
+              f"default {[KNN_WEIGHT, PIXEL_WEIGHT]}); wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} in {total_s:.0f} s")
         return 0
 
     positions = np.arange(min(n_images, len(planted["test_index"])))  # rows of the 5k set (classes interleaved)
@@ -1014,7 +1052,8 @@ def main(argv: list[str] | None = None) -> int:
         tuned = tune(tune_per_class, tune_weights, tune_levels, transition, args.train_embeddings)
     with tempfile.TemporaryDirectory(prefix="atlas-bench-audit-") as tmp_name:
         tmp = Path(tmp_name)
-        qual = quality(planted, more, positions, vectors, tmp)
+        qual = quality(planted, more, positions, vectors, t10k_pixels(positions, np.asarray(planted["test_index"])),
+                       tmp)
         small = small_set(tmp)
         dup = duplicates(planted, positions, vectors, tmp)
         sc = scale(n_syn, tmp, args.retries, not args.no_overlapping)

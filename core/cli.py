@@ -486,7 +486,7 @@ def collection_summaries(store, label_field: str = "label") -> list[dict[str, An
         labels = store.count_by(info.name, label_field) if info.points else {}
         out.append({"name": info.name, "points": info.points,
                     "vectors": [{"name": v.name, "size": v.size, "distance": v.distance} for v in info.vectors],
-                    "model": info.vectors[0].name if len(info.vectors) == 1 else None,
+                    "model": info.embeddings[0].name if len(info.embeddings) == 1 else None,
                     "labels": {str(k): v for k, v in sorted(labels.items(), key=lambda kv: (-kv[1], str(kv[0])))}})
     return out
 
