@@ -80,8 +80,10 @@ class LabelCheck:
         splits = list(StratifiedKFold(folds, shuffle=True, random_state=self.seed).split(rows, y[rows]))
         weight = np.where(trusted, TRUSTED_WEIGHT, 1.0)
 
-        def evidence(y_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            probe = _probe(x, y_now, rows, splits, weight, len(classes))
+        fold_models: list = []  # the first fit's per-fold probes start the planted refits (a few labels differ)
+
+        def evidence(y_now: np.ndarray, planted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            probe = _probe(x, y_now, rows, splits, weight, len(classes), fold_models, suggest=not planted)
             vote = _vote(data.knn.indices, data.knn.similarities, y_now, weight, len(classes))
             return probe, (1.0 - self.knn_weight) * probe + self.knn_weight * vote
 
@@ -98,7 +100,7 @@ class LabelCheck:
         threshold = self.threshold
         if threshold is None and len(candidates) >= MIN_CALIBRATION_POINTS:
             def rescore(y_planted: np.ndarray) -> np.ndarray:
-                return evidence(y_planted)[1][np.arange(n), np.maximum(y_planted, 0)]
+                return evidence(y_planted, planted=True)[1][np.arange(n), np.maximum(y_planted, 0)]
 
             planted, planted_class, _rows, uniform, rounds = plant_and_rescore(y, candidates, mixed, rescore,
                                                                                 self.seed)
@@ -130,16 +132,28 @@ def _standard(v: np.ndarray) -> np.ndarray:
     return x / max(float(np.linalg.norm(x, axis=1).mean()), 1e-12)
 
 
-def _probe(x: np.ndarray, y: np.ndarray, rows: np.ndarray, splits: list, weight: np.ndarray,
-           n_classes: int) -> np.ndarray:
-    """Out-of-fold class probabilities for the scored rows; a probe on all of them for the rest (suggestions)."""
+def _probe(x: np.ndarray, y: np.ndarray, rows: np.ndarray, splits: list, weight: np.ndarray, n_classes: int,
+           fold_models: list, suggest: bool = True) -> np.ndarray:
+    """Out-of-fold class probabilities for the scored rows; with `suggest`, a probe on all of them for the rest
+    (suggestions). `fold_models` is filled with each fold's probe on the first call and warm-starts later calls:
+    a refit after planting a few flips then converges in a fraction of the iterations."""
     from sklearn.linear_model import LogisticRegression
 
     probs = np.zeros((len(y), n_classes))
 
-    def fit(train_rows: np.ndarray) -> LogisticRegression:
-        return LogisticRegression(C=1.0, max_iter=200, tol=1e-3).fit(x[train_rows], y[train_rows],
-                                                                    sample_weight=weight[train_rows])
+    def fit(train_rows: np.ndarray, fold: int | None = None) -> LogisticRegression:
+        args = (x[train_rows], y[train_rows])
+        if fold is not None and fold < len(fold_models):
+            model = fold_models[fold]
+            model.set_params(warm_start=True)
+            try:
+                return model.fit(*args, sample_weight=weight[train_rows])
+            except ValueError:  # a class left this fold's training rows: start afresh
+                pass
+        model = LogisticRegression(C=1.0, max_iter=200, tol=1e-3).fit(*args, sample_weight=weight[train_rows])
+        if fold is not None and fold >= len(fold_models):
+            fold_models.append(model)
+        return model
 
     def put(model: LogisticRegression, target: np.ndarray) -> None:
         out = np.zeros((len(target), n_classes))
@@ -150,10 +164,10 @@ def _probe(x: np.ndarray, y: np.ndarray, rows: np.ndarray, splits: list, weight:
     # machine made it 4-40x slower in bench/audit.py.
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # convergence warnings: 200 iterations rank labels well already
-        for train_pos, test_pos in splits:
-            put(fit(rows[train_pos]), rows[test_pos])
+        for fold, (train_pos, test_pos) in enumerate(splits):
+            put(fit(rows[train_pos], fold), rows[test_pos])
         rest = np.setdiff1d(np.arange(len(y)), rows)
-        if len(rest):  # unlabeled and rare-label points: suggestions from a probe fit on all labeled
+        if len(rest) and suggest:  # unlabeled and rare-label points: suggestions from a probe fit on all labeled
             put(fit(rows), rest)
     return probs
 
