@@ -700,7 +700,6 @@ def check_args(args: argparse.Namespace) -> None:
     if cmd == "audit":
         from .audit import CHECKS
 
-        _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
         _require(args.threshold is None or _finite(args.threshold, 0.0, 1.0),
                  "--threshold is a probability from 0 to 1 (flag labels less likely than this), e.g. --threshold 0.05; "
                  "leave it out to follow --operating-point.")
@@ -714,12 +713,12 @@ def check_args(args: argparse.Namespace) -> None:
     if cmd in ("audit", "review"):
         from .audit.calibration import check_operating_point
 
+        _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
         try:
             args.operating_point = check_operating_point(args.operating_point)
         except ValueError as exc:
             raise UsageError(f"--operating-point: {exc}") from None
     if cmd == "review":
-        _require(1 <= args.k <= 1000, "--k must be a whole number from 1 to 1000 (neighbours per point), e.g. --k 10.")
         _require(args.limit >= 0, "--limit must be 0 (every suspect) or more, e.g. --limit 50.")
         _require(args.rerank_every >= 0, "--rerank-every must be 0 (automatic) or more, e.g. --rerank-every 5.")
     if cmd == "project":
