@@ -231,7 +231,7 @@ def embed_fmnist(positions: np.ndarray, test_index: np.ndarray, cache_file: Path
         data = np.load(cache_file)
         if np.array_equal(data["test_index"], test_index[positions]):
             say(f"embeddings from {cache_file}")
-            return data["vectors"], float(data["seconds"]), {"from_file": cache_file.name}  # the name only: no machine paths in results
+            return data["vectors"], float(data["seconds"]), {"from_file": cache_file.name}
     images, _ = datasets.load_fashion_mnist("t10k")
     model = embedder()
     say(f"embedding {len(positions):,} images with {model.name} (bf16 autocast: {model.cpu_bf16}) ...")
@@ -283,7 +283,7 @@ def train_vectors(index: np.ndarray, cache_file: Path | None) -> tuple[np.ndarra
         at = {int(t): i for i, t in enumerate(data["index"])}
         if all(int(t) in at for t in index):
             say(f"train embeddings from {cache_file}")
-            return data["vectors"][[at[int(t)] for t in index]].astype(np.float32), {"from_file": cache_file.name}  # the name only: no machine paths in results
+            return data["vectors"][[at[int(t)] for t in index]].astype(np.float32), {"from_file": cache_file.name}
     images, _ = datasets.load_fashion_mnist("train")
     say(f"embedding {len(index):,} train images ...")
     started = time.perf_counter()
