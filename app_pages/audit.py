@@ -1,5 +1,4 @@
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from core import auth as auth_rules
@@ -8,11 +7,12 @@ from core.catalog import payload_text
 from core.exporting import to_csv
 from core.figures import plotly_text
 from ui.audit import (ADAPTIVE, AUTO_RERANK_MAX_POINTS, FIXED_COSINE, OPERATING_POINTS, act,
-                      audit_with_status, calibration_figure, calibration_table, duplicate_caption, handled_ids, keep,
-                      relabel_chosen, request_audit, rerank, show_message, undo_last, version)
+                      audit_with_status, calibration_figure, calibration_table, confusion_figure,
+                      default_min_confidence, delete_button, duplicate_caption, handled_ids, keep, relabel_chosen,
+                      request_audit, rerank, show_message, undo_last, version)
 from ui.auth import can, mode
 from ui.common import require_collection, thumb
-from ui.text import md_escape
+from ui.text import clip, md_escape, plural
 
 PER_PAGE = 10
 
@@ -121,7 +121,7 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
         suggested = row.get("suggested_label")
         if kind == "label":
             if suggested is not None and pd.notna(suggested) and suggested != label:
-                a1.button(f"Accept '{md_escape(payload_text(suggested, 20))}'", key=f"{key}_accept", on_click=act,
+                a1.button(f"Accept '{md_escape(clip(suggested, 20))}'", key=f"{key}_accept", on_click=act,
                           args=(label_ops.relabel, ctx.store, s.name, [pid], field, typed(suggested)),
                           help="Set the suggested label. The audit then trusts it and re-ranks the rest.")
             a2.button("Mark correct", key=f"{key}_confirm", on_click=act,
@@ -132,9 +132,8 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
             a1.button("Keep", key=f"{key}_keep", on_click=keep, args=(ctx.store, s.name, pid, field),
                       help="The image belongs here: drop it from this list (its label is marked correct).")
             if admin:
-                a2.button("Delete", key=f"{key}_delete", on_click=act,
-                          args=(label_ops.delete_points, ctx.store, s.name, [pid], field),
-                          help="Remove the point from the collection (undo in the Changes tab brings it back).")
+                with a2:
+                    delete_button(f"{key}_delete", ctx.store, s.name, pid, field)
         others = [typed(lab) for lab in known_labels if lab != label]
         choice = a3.selectbox("Other label", others, index=None, placeholder="Other label…", key=f"{key}_other",
                               format_func=str, label_visibility="collapsed")
@@ -142,9 +141,10 @@ def show_point(row: pd.Series, key: str, kind: str) -> None:
                   args=(ctx.store, s.name, pid, field, f"{key}_other"))
 
 
-# keyed: a message appearing above the tabs after an action must not send the user back to the first tab
+# The server keeps the open tab (on_change="rerun"): after an action the page is drawn again with the same tab
+# open, whatever appeared above the tabs meanwhile (a message, the re-rank's status box).
 tabs = st.tabs(["Label issues", "Class confusion", "Outliers", "Near-duplicates", "Unlabeled", "Changes"],
-               key="audit_tabs")
+               key="audit_tabs", on_change="rerun")
 
 with tabs[0]:
     if "label" not in report.results:
@@ -177,11 +177,10 @@ with tabs[0]:
             st.caption(f"Fixed threshold: labels scoring below {label_summary['threshold']:.3f} are flagged, "
                        "uncalibrated. Choose an operating point to see how many flags are expected to be real errors.")
         trusted = int(label_summary.get("trusted", 0) or 0)
-        t1, t2 = st.columns([3, 1])
-        t1.caption((f"Re-ranked using {trusted:,} of your decisions. " if trusted else "")
+        st.caption((f"Re-ranked using {trusted:,} of your decisions. " if trusted else "")
                    + "Every decision teaches the audit: a label you accept, set or mark correct is trusted, never "
                      "flagged again, and weighs more when the audit refits and re-ranks the rest.")
-        t2.toggle("Re-rank after each decision", value=len(table) <= AUTO_RERANK_MAX_POINTS, key="audit_auto_rerank",
+        st.toggle("Re-rank after each decision", value=len(table) <= AUTO_RERANK_MAX_POINTS, key="audit_auto_rerank",
                   help="Run the audit again after every change, so the list reflects your decisions at once. "
                        "Off: re-rank when you are ready (button on the Changes tab).")
         suspects = report.suspects("label")
@@ -193,7 +192,7 @@ with tabs[0]:
             suspects = suspects[suspects["label"].isin(given)]
         if suggested:
             suspects = suspects[suspects["suggested_label"].isin(suggested)]
-        st.caption(f"{len(suspects):,} suspects, most likely wrong first. Fixed in this session: "
+        st.caption(f"{plural(len(suspects), 'suspect')}, most likely wrong first. Fixed in this session: "
                    f"{len(done):,}.")
         view = suspects[["id", "label", "suggested_label", "label_score", "suggestion_confidence",
                          "neighbour_agreement", "file_name"]]
@@ -206,7 +205,7 @@ with tabs[0]:
             accept = {pid: typed(new) for pid, new, old in zip(rows["id"], rows["suggested_label"], rows["label"])
                       if new is not None and pd.notna(new) and new != old}
             b1, b2, b3, b4 = st.columns(4)
-            b1.button(f"Accept {len(accept)} suggestions", key="audit_bulk_accept", disabled=not accept,
+            b1.button(f"Accept {plural(len(accept), 'suggestion')}", key="audit_bulk_accept", disabled=not accept,
                       on_click=act, args=(label_ops.relabel_each, ctx.store, s.name, accept, field),
                       help="One step: a single undo reverts them all.")
             b2.button(f"Mark {len(ids)} correct", key="audit_bulk_confirm", on_click=act,
@@ -214,7 +213,7 @@ with tabs[0]:
             target = b3.text_input("Set selected to label", key="audit_bulk_label").strip()
             new_label = bool(target) and target not in known_labels
             create = new_label and b3.checkbox("This is a new label: create it", key="audit_bulk_new")
-            b4.button(f"Set label of {len(ids)}", key="audit_bulk_set",
+            b4.button(f"Set label of {plural(len(ids), 'point')}", key="audit_bulk_set",
                       disabled=not target or (new_label and not create), on_click=act,
                       args=(label_ops.relabel, ctx.store, s.name, ids, field, typed(target)))
         st.download_button("Export suspects (CSV)", to_csv(suspects), f"{s.name}-suspects.csv",
@@ -230,10 +229,15 @@ with tabs[1]:
         extra = report.results["label"].extra
         # labels become axis ticks, where Plotly renders HTML: escape them as Plotly text
         confusion = extra["confusion"].rename(index=plotly_text, columns=plotly_text)
-        st.plotly_chart(px.imshow(confusion, text_auto=True, color_continuous_scale="Blues",
-                                  labels={"x": "suggested label", "y": "given label", "color": "suspects"}),
-                        key="audit_confusion")
-        st.dataframe(extra["label_quality"].sort_values().reset_index(), hide_index=True, key="audit_quality")
+        st.caption("Flagged points by given label (rows) and suggested label (columns): a full cell is a pair of "
+                   "classes the data confuses. Empty cells have no suspects.")
+        st.plotly_chart(confusion_figure(confusion), key="audit_confusion", width="stretch")
+        st.caption("label_quality: the mean label score of each class's labeled points, i.e. the average "
+                   "probability that a classifier which never saw a point gives it its own label (0 to 1). Low: the "
+                   "class is often confused with others or holds wrong labels; review it first.")
+        st.dataframe(extra["label_quality"].sort_values().reset_index(), hide_index=True, key="audit_quality",
+                     column_config={"label_quality": st.column_config.ProgressColumn(
+                         "label_quality", min_value=0.0, max_value=1.0, format="%.3f")})
     else:
         st.info("No label issues, so no confusion between labels.")
 
@@ -245,7 +249,7 @@ with tabs[2]:
         outliers = report.suspects("outlier")
         outliers = outliers[~outliers["id"].isin(done)]
         if "distance_limit" in summary:
-            st.caption(f"{len(outliers):,} points farther from their neighbours than "
+            st.caption(f"{plural(len(outliers), 'point')} farther from their neighbours than "
                        f"{summary['distance_limit']:.3f} (median + 3 MAD), most isolated first.")
         else:  # too few points to judge
             st.info(f"No outliers: {summary.get('note', 'too few points to judge')}.")
@@ -270,31 +274,58 @@ with tabs[3]:
                 with gcols[j]:
                     st.image(thumb(report.points.payloads[m], ctx, 96), width=96)
                     st.text(f"{payload_text(table.at[m, 'label'], 20)}\n"
+                            f"{payload_text(table.at[m, 'file_name'] or '', 24)}\n"
                             f"{'exact copy' if table.at[m, 'exact_copy'] else ''}")
                     if admin:
-                        st.button("Delete", key=f"audit_del_{g}_{m}", on_click=act,
-                                  args=(label_ops.delete_points, ctx.store, s.name, [table.at[m, "id"]], field))
+                        delete_button(f"audit_del_{g}_{m}", ctx.store, s.name, table.at[m, "id"], field)
 
 with tabs[4]:
     if "label" in report.results:
         unl = table[table["label"].isna() & table["suggested_label"].notna() & ~table["id"].isin(done)]
-        st.caption(f"{len(unl):,} points without a label get a suggestion from the labeled ones.")
-        if len(unl) and not editor:
-            st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
-        elif len(unl):
-            min_conf = st.slider("Accept suggestions with confidence at least", 0.5, 1.0, 0.9, key="audit_min_conf")
+        unl = unl.sort_values("suggestion_confidence", ascending=False)
+        st.caption(f"{plural(len(unl), 'point')} without a label (or with a label that means none, such as "
+                   "'unlabeled') get a suggestion from the labeled ones, most confident first.")
+        if len(unl) and editor:
+            # keyed by collection and report: the starting value follows this audit's suggestions
+            lowest = default_min_confidence(unl["suggestion_confidence"])
+            min_conf = st.slider("Accept suggestions with confidence at least", 0.5, 1.0, lowest, 0.01,
+                                 key=f"audit_min_conf::{s.name}",
+                                 help="Confidence: the share of the evidence (classifier and neighbours) for the "
+                                      f"suggested label. Starts at {lowest:.2f}; look at the images below first.")
             confident = unl[unl["suggestion_confidence"] >= min_conf]
-            st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
-            st.button(f"Accept {len(confident):,} confident suggestions", key="audit_accept_unlabeled",
+            if confident.empty:
+                st.caption(f"No suggestion reaches {min_conf:.2f} (the most confident is "
+                           f"{unl['suggestion_confidence'].max():.2f}): lower the confidence, or accept them one "
+                           "by one below.")
+            st.button(f"Accept {plural(len(confident), 'confident suggestion')}", key="audit_accept_unlabeled",
                       disabled=confident.empty, on_click=act,
                       args=(label_ops.relabel_each, ctx.store, s.name,
                             {pid: typed(new) for pid, new in zip(confident["id"], confident["suggested_label"])},
                             field),
-                      help="One step: a single undo reverts them all.")
+                      help="One step: a single undo reverts them all." if len(confident) else
+                           "Nothing reaches this confidence: lower it.")
+        if len(unl):
+            with st.expander("As a table"):
+                st.dataframe(unl[["id", "suggested_label", "suggestion_confidence", "file_name"]], hide_index=True)
+            per_row, shown_unl = 6, unl.head(4 * PER_PAGE)
+            if len(unl) > len(shown_unl):
+                st.caption(f"The {len(shown_unl)} most confident of {len(unl):,}; the others follow as these are "
+                           "accepted.")
+            ucols = st.columns(per_row)
+            for j, (r, row) in enumerate(shown_unl.iterrows()):
+                with ucols[j % per_row]:
+                    st.image(thumb(report.points.payloads[int(r)], ctx, 112), width=112)
+                    st.text(f"→ {payload_text(row['suggested_label'], 20)} ({row['suggestion_confidence']:.2f})\n"
+                            f"{payload_text(row.get('file_name') or '', 24)}")
+                    if editor:
+                        st.button(f"Accept '{md_escape(clip(row['suggested_label'], 14))}'",
+                                  key=f"audit_unl_{r}_accept", on_click=act,
+                                  args=(label_ops.relabel, ctx.store, s.name, [row["id"]], field,
+                                        typed(row["suggested_label"])))
 
 with tabs[5]:
     changes = st.session_state.get("audit_changes", [])
-    st.caption(f"{len(changes):,} change{'' if len(changes) == 1 else 's'} in this session, written to Qdrant (label_original and label_history "
+    st.caption(f"{plural(len(changes), 'change')} in this session, written to Qdrant (label_original and label_history "
                "are kept in each point's payload). Changes made by one click are one step.")
     if changes:
         log = pd.DataFrame([c.as_row() for c in changes])
@@ -304,7 +335,7 @@ with tabs[5]:
     if changes and editor:
         last = changes[-1].batch
         n_last = sum(c.batch == last for c in changes) if last else 1
-        st.button(f"Undo the last step ({n_last} change{'s' if n_last != 1 else ''})", key="audit_undo",
+        st.button(f"Undo the last step ({plural(n_last, 'change')})", key="audit_undo",
                   on_click=undo_last, args=(ctx.store, field))
     st.button("Re-run the audit with the new labels", key="audit_rerun", on_click=rerank,
               help="Your decisions become trusted labels: the audit refits with them and re-ranks the rest.")

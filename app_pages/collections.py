@@ -4,7 +4,7 @@ import streamlit as st
 from core.catalog import NO_LABEL, samples_by_label
 from core.store import StoreError
 from ui.common import gallery
-from ui.text import md_escape
+from ui.text import md_escape, plural
 
 MAX_LABELS_WITH_SAMPLES = 12
 
@@ -27,11 +27,14 @@ st.dataframe(pd.DataFrame([{
 s = ctx.summary
 st.subheader("Selected collection")
 st.text(s.name)
-c1, c2, c3 = st.columns(3)
+c1, c2, c3, c4 = st.columns(4)
 c1.metric("Points", f"{s.points:,}")
 # vector names are user data (any tool can name them): Markdown-escaped, as metrics render Markdown
 c2.metric("Vectors", md_escape(", ".join(f"{v.name or '(unnamed)'} {v.size}-d" for v in s.vectors) or "none"))
-c3.metric("Labels", len(s.labels))
+c3.metric("Labels", f"{len(s.labels):,}")
+# as the audit counts them: no label, or a value that means "no label" (ATLAS_UNKNOWN_LABELS), such as a folder
+# named "unlabeled"; the audit suggests labels for these
+c4.metric("Unlabeled", f"{s.unlabeled:,}" if s.label_field else "–")
 if not s.vectors:
     st.warning("This collection has no dense vectors, so it cannot be mapped, audited or searched here.")
 if s.points == 0:
@@ -48,6 +51,11 @@ if s.label_field is None:
 counts = pd.DataFrame({"label": list(s.labels), "points": list(s.labels.values())})
 if s.unlabeled:
     counts = pd.concat([counts, pd.DataFrame({"label": [NO_LABEL], "points": [s.unlabeled]})], ignore_index=True)
+    named = [str(v) for v in s.unlabeled_values]
+    st.caption(f"{NO_LABEL}: {plural(s.unlabeled, 'point')} without a label"
+               + (f" or labeled {md_escape(', '.join(repr(v) for v in named))}, which mean no label"
+                  " (ATLAS_UNKNOWN_LABELS)" if named else "")
+               + ". The Audit page suggests labels for them (Unlabeled tab).")
 left, right = st.columns([2, 1])
 with left:
     st.bar_chart(counts, x="label", y="points", horizontal=True, sort="-points")
@@ -57,7 +65,7 @@ with right:
 st.subheader("Samples per label")
 shown = list(s.labels)[:MAX_LABELS_WITH_SAMPLES]
 if len(s.labels) > len(shown):
-    st.caption(f"The {len(shown)} largest of {len(s.labels)} labels.")
+    st.caption(f"The {len(shown)} largest of {len(s.labels):,} labels.")
 if not ctx.image_root:
     st.caption("No image folder is set for this collection: images come from `image_url` where the payload has "
                "one. Set the folder in the sidebar to show local files.")
@@ -68,5 +76,5 @@ except StoreError as exc:  # e.g. a label field whose name Qdrant cannot filter 
     st.info(f"No samples per label: {md_escape(exc)}")
     st.stop()
 for label, pts in samples.items():
-    st.text(f"{label} — {s.labels.get(str(label), 0):,} points")
+    st.text(f"{label} — {plural(s.labels.get(str(label), 0), 'point')}")
     gallery(pts.payloads, ctx, s.label_field, columns=8, size=96)

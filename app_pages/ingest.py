@@ -7,12 +7,17 @@ from core.paths import PathNotAllowed, check_path
 from core.exporting import to_csv
 from core.store import StoreError
 from ui.auth import can
-from ui.text import md_escape
+from ui.text import clip, md_escape
 
 
 @st.cache_resource(show_spinner=False)
 def load_model(choice: models.ModelChoice, device: str, cpu_bf16: str) -> models.Embedder:
     return models.load(choice, device, cpu_bf16)
+
+
+def open_collection(name: str) -> None:
+    """Callback: select the collection in the sidebar (before its selectbox is drawn on the next run)."""
+    st.session_state["collection"] = name
 
 
 st.title("Ingest a folder of labeled images")
@@ -63,6 +68,9 @@ if submitted:
         st.session_state["ingest_report"] = report.as_dict()
     except (IngestError, PathNotAllowed, models.ModelError, StoreError) as exc:
         st.error(md_escape(exc))
+    else:
+        st.rerun()  # the sidebar was drawn before the ingest: draw it again, listing the new collection
+
 
 report = st.session_state.get("ingest_report")
 if report:
@@ -74,3 +82,10 @@ if report:
         skipped = pd.DataFrame(report["skipped_files"])
         st.dataframe(skipped, hide_index=True, width="stretch")
         st.download_button("Download skipped files (CSV)", to_csv(skipped), "skipped.csv", "text/csv")
+    name = report.get("collection")
+    if name:
+        st.caption("Next: look at its labels and samples on Collections, then map it on Explore and check its "
+                   "labels on Audit.")
+        if st.button(f"Open {md_escape(clip(name, 40))} on Collections", key="ingest_open", type="primary", on_click=open_collection,
+                     args=(name,), help="Select the new collection in the sidebar and open the Collections page."):
+            st.switch_page("app_pages/collections.py")

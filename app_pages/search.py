@@ -3,7 +3,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import settings
+from core import images, settings
 from core.catalog import payload_text
 from core.exporting import to_csv
 from core.figures import group_names, map_figure
@@ -13,7 +13,7 @@ from core.search import (SearchError, hits_table, image_query_vector, model_for,
 from core.store import StoreError
 from ui.common import require_collection, thumb
 from ui.maps import array_cache
-from ui.text import md_escape
+from ui.text import md_escape, plural
 
 st.title("Search")
 ctx = require_collection("search")
@@ -21,8 +21,10 @@ s = ctx.summary
 
 handoff = st.session_state.get("search_handoff")
 handoff_ids = handoff["ids"] if handoff and handoff.get("collection") == s.name else []
-if handoff_ids:
-    st.caption(f"{len(handoff_ids)} point(s) handed over from another page: see the Point and Examples tabs.")
+handoff_note = st.empty()  # until the next search: emptied by run()
+if handoff_ids and not handoff.get("searched"):
+    handoff_note.caption(f"{plural(len(handoff_ids), 'point')} handed over from another page: see the Point and "
+                         "Examples tabs.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 vector = c1.selectbox("Vector", [v.name for v in s.embeddings], key="search_vector",
@@ -46,6 +48,9 @@ def get_model():
 
 
 def run(query) -> None:
+    if handoff_ids:  # the hand-over note is about the search to come, not the ones after it
+        handoff["searched"] = True
+        handoff_note.empty()
     try:
         st.session_state["search_result"] = (s.name, query())
     except (SearchError, StoreError) as exc:  # a bad id, image or filter: say so, keep no stale result
@@ -58,6 +63,14 @@ tab_image, tab_text, tab_point, tab_examples = st.tabs(["Image", "Text", "Point"
 with tab_image:
     upload = st.file_uploader("Query image", type=["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic",
                                                    "heif"], key="search_upload")
+    if upload is not None:
+        try:  # the query as the model sees it (decoded as for the search; a bad file is explained on search)
+            data = upload.getvalue()
+            if len(data) <= max_bytes:
+                st.image(images.decode(data, settings.get("ATLAS_MAX_IMAGE_PIXELS")).image, width=160,
+                         caption="Query image")
+        except images.BadImage:
+            pass
     if upload is not None and st.button("Search by image", key="search_by_image", type="primary"):
         started = time.perf_counter()
         run(lambda: search(ctx.store, s.name, image_query_vector(get_model(), upload.getvalue(), max_bytes,
@@ -81,8 +94,9 @@ with tab_point:
     point = st.text_input("Point id", value=str(handoff_ids[0]) if handoff_ids else "", key="search_point")
     if st.button("More like this", key="search_by_point") and point.strip():
         started = time.perf_counter()
+        # the point itself would be the first hit, at 1.000: left out
         run(lambda: search(ctx.store, s.name, point_vector(ctx.store, s.name, point, vector), started=started,
-                           **opts))
+                           exclude=[point.strip()], **opts))
 with tab_examples:
     pos = st.text_area("Positive example ids (one per line)", "\n".join(map(str, handoff_ids)), key="search_pos")
     neg = st.text_area("Negative example ids (one per line)", key="search_neg")
@@ -103,7 +117,7 @@ result = held[1]
 if not result.hits:
     st.warning("No result: the label filter or the minimum score matches nothing. Loosen them and search again.")
     st.stop()
-st.caption(f"{len(result.hits)} results · Qdrant query {result.milliseconds:.1f} ms · "
+st.caption(f"{plural(len(result.hits), 'result')} · Qdrant query {result.milliseconds:.1f} ms · "
            f"end to end {result.total_milliseconds:.0f} ms")
 cols = st.columns(6)
 for i, hit in enumerate(result.hits):

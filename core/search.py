@@ -117,11 +117,16 @@ def check_options(k: int, hnsw_ef: int | None = None, min_score: float | None = 
 
 def search(store: Store, collection: str, vector: np.ndarray, using: str | None = None, k: int = 10,
            filter: Filter | None = None, hnsw_ef: int | None = None, exact: bool = False,
-           min_score: float | None = None, started: float | None = None) -> SearchResult:
+           min_score: float | None = None, started: float | None = None,
+           exclude: Sequence[PointId] = ()) -> SearchResult:
+    """The k points nearest to `vector`, leaving out the points `exclude` (a point query's own point: it would
+    come back first, with score 1)."""
     check_options(k, hnsw_ef, min_score)
+    left_out = {parse_point_id(p) for p in exclude}
     t = time.perf_counter()
-    hits = store.query(collection, vector, using=using, k=k, filter=filter, hnsw_ef=hnsw_ef, exact=exact,
-                       score_threshold=min_score)
+    hits = store.query(collection, vector, using=using, k=k + len(left_out), filter=filter, hnsw_ef=hnsw_ef,
+                       exact=exact, score_threshold=min_score)
+    hits = [h for h in hits if h.id not in left_out][:k]
     now = time.perf_counter()
     return SearchResult(hits, (now - t) * 1000, (now - (started or t)) * 1000, np.asarray(vector))
 

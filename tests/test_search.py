@@ -126,3 +126,12 @@ def test_cli_search_by_point(tmp_path):
     assert run.returncode == 0, run.stderr
     hits = json.loads(run.stdout)["hits"]
     assert hits[0]["id"] == 2 and len(hits) == 2
+
+
+def test_point_query_can_leave_the_point_out(filled):
+    store, vecs = filled
+    for pid in (1, 57, 200):
+        with_it = search(store, "c", point_vector(store, "c", pid), k=5)
+        res = search(store, "c", point_vector(store, "c", pid), k=5, exclude=[str(pid)])
+        assert pid not in [h.id for h in res.hits] and len(res.hits) == 5
+        assert [h.id for h in res.hits] == [h.id for h in with_it.hits[1:]] + [res.hits[-1].id]

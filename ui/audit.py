@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -16,7 +17,7 @@ from core.audit.calibration import PRECISION_FIRST, RECALL_FIRST
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
 from ui.maps import array_cache
-from ui.text import md_escape
+from ui.text import md_escape, plural
 
 
 # The operating-point control: what each choice asks of the label check (see core/audit/calibration.py).
@@ -109,9 +110,9 @@ def calibration_figure(curve: list[dict[str, float]], threshold: float):
 
 def duplicate_caption(summary: dict[str, Any]) -> str:
     """What the near-duplicate check found and by which rule (no user data: numbers only)."""
-    found = (f"{summary.get('groups', 0):,} group{'' if summary.get('groups', 0) == 1 else 's'} "
-             f"({summary.get('points_in_groups', 0):,} points, {summary.get('mixed_label_groups', 0):,} with mixed "
-             f"labels, {summary.get('exact_copies', 0):,} exact copies by content)")
+    found = (f"{plural(summary.get('groups', 0), 'group')} ({plural(summary.get('points_in_groups', 0), 'point')}, "
+             f"{summary.get('mixed_label_groups', 0):,} with mixed labels, "
+             f"{plural(summary.get('exact_copies', 0), 'exact copy', 'exact copies')} by content)")
     if summary.get("rule") == "adaptive":
         how = ("adaptive rule: a pair counts when the two are much closer to each other than to their usual "
                "neighbours" + (f" (distance ratio ≤ {summary['ratio']:.2f}, and cosine ≥ "
@@ -216,4 +217,61 @@ def undo_last(store: Store, label_field: str) -> None:
     st.session_state["audit_version"] = version() + 1
     if st.session_state.get("audit_auto_rerank", True):
         rerank()
-    _say("success", f"Undid {len(step)} change{'s' if len(step) != 1 else ''}.")
+    _say("success", f"Undid {plural(len(step), 'change')}.")
+
+
+# --- deleting takes two clicks: Delete asks, then "Yes, delete" deletes (undo in the Changes tab brings it back) --
+def ask_delete(key: str) -> None:
+    """Callback of a Delete button: ask for a confirmation; nothing is deleted yet."""
+    if allowed(label_ops.delete_points):
+        st.session_state["audit_delete_pending"] = key
+
+
+def cancel_delete() -> None:
+    st.session_state.pop("audit_delete_pending", None)
+
+
+def delete_confirmed(store: Store, collection: str, pid: PointId, label_field: str) -> None:
+    """Callback of "Yes, delete": the one write."""
+    st.session_state.pop("audit_delete_pending", None)
+    act(label_ops.delete_points, store, collection, [pid], label_field)
+
+
+def delete_button(key: str, store: Store, collection: str, pid: PointId, label_field: str) -> None:
+    """Delete, then "Yes, delete" / "Cancel" in its place; keys: `key`, `key`_sure, `key`_cancel."""
+    if st.session_state.get("audit_delete_pending") != key:
+        st.button("Delete", key=key, on_click=ask_delete, args=(key,),
+                  help="Remove the point from the collection; asks once more before deleting (undo in the Changes "
+                       "tab brings it back).")
+        return
+    st.button("Yes, delete", key=f"{key}_sure", type="primary", on_click=delete_confirmed,
+              args=(store, collection, pid, label_field))
+    st.button("Cancel", key=f"{key}_cancel", on_click=cancel_delete)
+
+
+def default_min_confidence(confidences: pd.Series, floor: float = 0.6) -> float:
+    """The Unlabeled tab's starting confidence: 0.6 (a suggestion that wins well over half the evidence), lowered to
+    the most confident suggestion when none reaches it, so that the button accepts something from the start; never
+    below 0.5."""
+    values = pd.to_numeric(confidences, errors="coerce").dropna()
+    if values.empty:
+        return floor
+    return float(max(0.5, min(floor, np.floor(values.max() * 100) / 100)))
+
+
+def confusion_figure(confusion: pd.DataFrame):
+    """Given × suggested label counts of the flagged points; a cell without points stays blank (no printed 0)."""
+    import plotly.graph_objects as go
+
+    z = confusion.to_numpy(dtype=float)
+    text = [[f"{int(v):,}" if v else "" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=np.where(z > 0, z, np.nan), x=list(confusion.columns), y=list(confusion.index),
+                               text=text, texttemplate="%{text}", colorscale="Blues", hoverongaps=False,
+                               colorbar=dict(title="suspects"),
+                               hovertemplate="given %{y}<br>suggested %{x}<br>%{z} suspects<extra></extra>"))
+    fig.update_layout(height=max(420, min(1100, 160 + 38 * len(confusion.index))),
+                      margin=dict(l=10, r=10, t=10, b=10), xaxis_title="suggested label", yaxis_title="given label",
+                      yaxis=dict(autorange="reversed"), plot_bgcolor="white")
+    fig.update_xaxes(type="category", tickangle=-45 if len(confusion.columns) > 6 else 0)
+    fig.update_yaxes(type="category")
+    return fig

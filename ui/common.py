@@ -12,7 +12,7 @@ from core.catalog import CollectionSummary, payload_text, summarize
 from core.store import Store, StoreError, open_store
 from ui.auth import can
 from ui.state import seed_from_url, write_url
-from ui.text import md_escape
+from ui.text import md_escape, plural
 
 MODES = ("Embedded folder", "Server URL")
 
@@ -159,7 +159,7 @@ def sidebar() -> Context | None:
     except StoreError as exc:
         sb.error(f"Not connected: {md_escape(exc)}")
         return None
-    sb.success(f"Connected: {md_escape(store.describe())} · {len(collections)} collection(s)")
+    sb.success(f"Connected: {md_escape(store.describe())} · {plural(len(collections), 'collection')}")
     if _may_change_connection():
         _write_connection_to_url(url, path)
     else:

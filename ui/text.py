@@ -28,3 +28,14 @@ def md_escape(value: Any) -> str:
     text = _AUTOLINK.sub(r"\1" + WORD_JOINER, re.sub(r"[\r\n]+", " ", text))
     text = _INLINE.sub(r"\\\1", text)
     return _BLOCK_START.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """'1 point', '2 points', '1,234 points' (`many` for irregular plurals: plural(n, "match", "matches"))."""
+    return f"{n:,} {noun if n == 1 else (many or noun + 's')}"
+
+
+def clip(text: Any, limit: int = 24) -> str:
+    """A label short enough for a chip or a button: cut with an ellipsis (the full text belongs in a tooltip)."""
+    text = text if isinstance(text, str) else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
