@@ -1,6 +1,7 @@
 import streamlit as st
 
 from core import settings
+from core.colors import label_colors
 from core.exporting import selection_table, to_csv
 from core.figures import group_names, map_figure
 from core.projection import params_from
@@ -86,8 +87,11 @@ if held is None or held[0] != view_key:
     if show_suspects and len(pts):
         wanted = set(suspects["ids"])
         highlight["audit suspects"] = [i for i, pid in enumerate(pts.ids) if pid in wanted]
-    mf = map_figure(result.coords, group_names([p.get(color_by) for p in pts.payloads]),
-                    [p.get("file_name", "") for p in pts.payloads], pts.ids, highlight=highlight) if len(pts) else None
+    values = [p.get(color_by) for p in pts.payloads]
+    # labels take the collection's colours (the Graph page's too); another field ranks its own values
+    colors = label_colors(s.labels) if color_by == ctx.label_field and s.labels else label_colors(values)
+    mf = map_figure(result.coords, group_names(values, colors), [p.get("file_name", "") for p in pts.payloads],
+                    pts.ids, highlight=highlight, colors=colors) if len(pts) else None
     held = (view_key, result, mf)
     st.session_state["explore_view"] = held
 _, result, mf = held

@@ -2,7 +2,8 @@ import pandas as pd
 import streamlit as st
 
 from core.catalog import payload_text
-from core.graph import build_graph, graph_figure, neighbourhood_graph
+from core.colors import label_colors
+from core.graph import EDGE_MODES, Graph, build_graph, expand_graph, graph_figure, neighbourhood_graph
 from core.maps import compute_map
 from core.points import load_points, load_vectors
 from core.search import SearchError, parse_point_id
@@ -56,13 +57,18 @@ if drawn:
         start = [h.id for h in search[1].hits[:20]]
     st.session_state["graph_request"] = {"collection": s.name, "start": start, "sample": int(sample), "k": k,
                                          "tree": tree, "layout": layout,
-                                         "filter": {ctx.label_field: labels} if labels else None}
+                                         "filter": {ctx.label_field: labels} if labels else None, "expand": []}
+    st.session_state.pop("graph_selected", None)
 
 req = st.session_state.get("graph_request")
 if not req or req["collection"] != s.name:
-    st.info("Choose where to start and press **Draw graph**. Edges between different labels are drawn in red: "
-            "that is where label errors and confused classes show.")
+    st.info("Choose where to start and press **Draw graph**. Edges between different labels are drawn dashed in "
+            "dark red: that is where label errors and confused classes show.")
     st.stop()
+
+
+class TooFew(Exception):
+    pass
 
 
 def build(req: dict):
@@ -72,8 +78,7 @@ def build(req: dict):
     else:
         pts = load_points(ctx.store, s.name, filter=req["filter"], max_points=req["sample"])
         if len(pts) < 2:
-            st.warning("Fewer than two points match: loosen the label filter.")
-            st.stop()
+            raise TooFew("Fewer than two points match: loosen the label filter.")
         coords = None
         if req["layout"] == "Explore map coordinates":
             ex = st.session_state.get("explore_request")
@@ -93,45 +98,116 @@ def build(req: dict):
     return graph
 
 
-try:
-    with st.spinner("Building the graph…"):
+def graph_key(req: dict, expand: list) -> tuple:
+    """What a drawn graph depends on: the request, the nodes expanded so far, and the collection's data (a relabel
+    or an ingest changes the label counts or the point count)."""
+    base = {k: v for k, v in req.items() if k != "expand"}
+    ex = st.session_state.get("explore_request") if req["layout"] == "Explore map coordinates" else None
+    return (repr(base), repr(ex), tuple(map(repr, expand)), ctx.label_field, s.points, tuple(s.labels.items()),
+            len(st.session_state.get("audit_changes", [])))
+
+
+def cached_graph(req: dict, expand: list | None = None) -> Graph:
+    """The requested graph, built once: clicks, edge options and reruns reuse it; expanding a node extends the
+    cached graph instead of building a new one. `graph_builds` counts the builds."""
+    expand = list(req.get("expand", [])) if expand is None else expand
+    cache: dict = st.session_state.setdefault("graph_cache", {})
+    key = graph_key(req, expand)
+    if key in cache:
+        return cache[key]
+    if expand:
+        prev = cached_graph(req, expand[:-1])
+        row = prev.ids.index(expand[-1]) if expand[-1] in prev.ids else None
+        graph = prev if row is None else expand_graph(ctx.store, s.name, prev, row, ctx.label_field, k=req["k"],
+                                                      tree=req["tree"])
+    else:
         graph = build(req)
-except (SearchError, StoreError, LookupError) as exc:  # e.g. ids from another page that no longer parse
-    st.session_state.pop("graph_request", None)  # drawn again only when the user asks again
-    st.error(f"The graph cannot be drawn: {md_escape(exc)}")
-    st.stop()
-if graph.ids == []:
-    st.warning("None of the start points exist any more.")
-    st.stop()
-st.caption(f"{len(graph.ids):,} nodes · {len(graph.edges):,} edges · {int(graph.cross_label.sum()):,} join different "
-           f"labels · built in {graph.seconds:.2f} s")
-start_rows = [i for i, pid in enumerate(graph.ids) if pid in set(req["start"])]
-event = st.plotly_chart(graph_figure(graph, highlight=start_rows), key="graph_chart", on_select="rerun",
-                        selection_mode=("points",))
-points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
-    getattr(getattr(event, "selection", None), "points", [])
-clicked = []
-for p in points:
-    cd = p.get("customdata")
-    if isinstance(cd, dict):
-        cd = next(iter(cd.values()), None)
-    if isinstance(cd, list):
-        cd = cd[0] if cd else None
-    if cd is not None:
-        clicked.append(int(cd))
-if not clicked:
-    st.caption("Click a node to see its image and payload.")
-    st.stop()
-r = clicked[0]
-left, right = st.columns([1, 3])
-with left:
-    st.image(thumb(graph.payloads[r], ctx, 192), width=192)
-with right:
-    st.text(f"id {graph.ids[r]}")
-    st.dataframe(pd.DataFrame({"field": list(graph.payloads[r]),
-                               "value": [payload_text(v) for v in graph.payloads[r].values()]}),
-                 hide_index=True, width="stretch")
-    if st.button("Expand its neighbours into the graph", key="graph_expand"):
-        req["start"] = list(dict.fromkeys(list(req["start"]) + [graph.ids[r]])) if req["start"] else \
-            [graph.ids[r]]
-        st.rerun()
+    st.session_state["graph_builds"] = st.session_state.get("graph_builds", 0) + 1
+    while len(cache) >= 6:  # a few graphs: the current one and the steps of its expansion
+        cache.pop(next(iter(cache)))
+    cache[key] = graph
+    return graph
+
+
+def clicked_rows(event) -> list[int]:
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", [])
+    rows = []
+    for p in points or []:
+        cd = p.get("customdata")
+        if isinstance(cd, dict):
+            cd = next(iter(cd.values()), None)
+        if isinstance(cd, list):
+            cd = cd[0] if cd else None
+        if cd is not None:
+            rows.append(int(cd))
+    return rows
+
+
+def expand_selected() -> None:
+    pid = st.session_state.get("graph_selected")
+    req = st.session_state.get("graph_request")
+    if req is not None and pid is not None and pid not in req.setdefault("expand", []):
+        req["expand"].append(pid)
+
+
+def clear_selected() -> None:
+    st.session_state.pop("graph_selected", None)
+
+
+@st.fragment
+def graph_view() -> None:
+    """The graph and the clicked node: a click, an edge option or an expansion reruns only this part."""
+    req = st.session_state["graph_request"]
+    try:
+        with st.spinner("Building the graph…"):
+            graph = cached_graph(req)
+    except TooFew as exc:
+        st.warning(str(exc))
+        return
+    except (SearchError, StoreError, LookupError) as exc:  # e.g. ids from another page that no longer parse
+        st.session_state.pop("graph_request", None)  # drawn again only when the user asks again
+        st.error(f"The graph cannot be drawn: {md_escape(exc)}")
+        return
+    if graph.ids == []:
+        st.warning("None of the start points exist any more.")
+        return
+    n_cross = int(graph.cross_label.sum())
+    expanded = len(req.get("expand", []))
+    st.caption(f"{len(graph.ids):,} node{'s' if len(graph.ids) != 1 else ''} · {len(graph.edges):,} "
+               f"edge{'s' if len(graph.edges) != 1 else ''} · {n_cross:,} join different labels · built in "
+               f"{graph.seconds:.2f} s" + (f" · {expanded} node{'s' if expanded != 1 else ''} expanded"
+                                           if expanded else ""))
+    edges = st.radio("Edges", EDGE_MODES, horizontal=True, key="graph_edges",
+                     help="Same-label edges are light grey. Cross-label edges are dashed dark red: bold where the "
+                          "two images are as similar as a typical same-label pair (worth a look), faint otherwise.")
+    # a click arrives as the chart's state before the chart is drawn again: read it first, so the drawn figure
+    # already dims everything but the clicked node and its neighbours
+    rows = clicked_rows(st.session_state.get("graph_chart"))
+    if rows and 0 <= rows[0] < len(graph.ids):
+        st.session_state["graph_selected"] = graph.ids[rows[0]]
+    pid = st.session_state.get("graph_selected")
+    r = graph.ids.index(pid) if pid is not None and pid in graph.ids else None
+    starts = set(req["start"])
+    start_rows = [i for i, p in enumerate(graph.ids) if p in starts] if starts else []
+    colors = label_colors(s.labels) if ctx.label_field else None
+    st.plotly_chart(graph_figure(graph, highlight=start_rows, colors=colors, selected=r, edges=edges),
+                    key="graph_chart", on_select="rerun", selection_mode=("points",))
+    if r is None:
+        st.caption("Click a node to see its image and payload; its neighbours stay lit and the rest dims.")
+        return
+    left, right = st.columns([1, 3])
+    with left:
+        st.image(thumb(graph.payloads[r], ctx, 192), width=192)
+    with right:
+        st.text(f"id {graph.ids[r]}")
+        st.dataframe(pd.DataFrame({"field": list(graph.payloads[r]),
+                                   "value": [payload_text(v) for v in graph.payloads[r].values()]}),
+                     hide_index=True, width="stretch")
+        b1, b2 = st.columns(2)
+        b1.button("Expand its neighbours into the graph", key="graph_expand", on_click=expand_selected,
+                  disabled=graph.ids[r] in req.get("expand", []))
+        b2.button("Clear the selection", key="graph_clear", on_click=clear_selected)
+
+
+graph_view()

@@ -9,10 +9,9 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .catalog import NO_LABEL
+from .colors import CONFLICT_COLOR, HOVER_LABEL, OTHER, PALETTE, SUSPECT_SYMBOL, LabelColors, label_colors
 
-MAX_GROUPS = 30  # legend entries; smaller groups are drawn together as "(other)"
-OTHER = "(other)"
+MAX_GROUPS = len(PALETTE) + 1  # legend entries: a colour per label, then the rest drawn together as "(other)"
 # Point ids (36-character UUIDs) double the figure's size; above this many points hover shows label + file only.
 HOVER_IDS_UP_TO = 20_000
 
@@ -23,15 +22,11 @@ def plotly_text(value: Any) -> str:
     return html.escape(str(value), quote=False)
 
 
-def group_names(values: Sequence[Any]) -> list[str]:
-    """A group name per point for coloring: the value as text, "(none)" when missing, "(other)" beyond the top
-    MAX_GROUPS - 1 values."""
-    names = [NO_LABEL if v is None or v == "" else str(v) for v in values]
-    counts = Counter(names)
-    if len(counts) > MAX_GROUPS:
-        keep = {name for name, _ in counts.most_common(MAX_GROUPS - 1)}
-        names = [n if n in keep else OTHER for n in names]
-    return names
+def group_names(values: Sequence[Any], colors: LabelColors | None = None) -> list[str]:
+    """A group name per point for coloring: the value as text, "(none)" when missing, "(other)" for a value without
+    a colour (`colors`: the collection's label colours; by default the values' own counts rank them)."""
+    colors = colors or label_colors(values)
+    return [colors.group(v) for v in values]
 
 
 @dataclass
@@ -53,17 +48,19 @@ class MapFigure:
 
 
 def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[Any], ids: Sequence[Any],
-               highlight: dict[str, Sequence[int]] | None = None, height: int = 650) -> MapFigure:
-    """One WebGL trace per group (the legend toggles it), then one trace per highlight (e.g. audit suspects)."""
+               highlight: dict[str, Sequence[int]] | None = None, height: int = 650,
+               colors: LabelColors | None = None) -> MapFigure:
+    """One WebGL trace per group (the legend toggles it), coloured by `colors` (the collection's label colours;
+    by default the groups' own counts rank them), then one ring trace per highlight (e.g. audit suspects)."""
     coords = np.asarray(coords, dtype=np.float32)
     n = len(coords)
     with_ids = n <= HOVER_IDS_UP_TO
     groups_arr = np.asarray(groups, dtype=object)
-    order = Counter(groups).most_common()
+    colors = colors or label_colors(Counter(groups))
     fig = go.Figure()
     trace_rows: list[np.ndarray] = []
     marker_size = 6 if n < 5_000 else 4 if n < 30_000 else 3
-    for name, _count in order:
+    for name in colors.order(groups):
         rows = np.flatnonzero(groups_arr == name)
         # a numpy array, not a list: Plotly validates lists item by item (17x slower at 100k points)
         text = np.asarray([plotly_text(file_names[r]) + (f"<br>id {plotly_text(ids[r])}" if with_ids else "")
@@ -72,17 +69,17 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
         fig.add_trace(go.Scattergl(
             x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name), text=text,
             hovertemplate="%{text}<extra>%{fullData.name}</extra>",
-            marker={"size": marker_size, "opacity": 0.8}))
+            marker={"size": marker_size, "opacity": 0.8, "color": colors.color(name)}))
         trace_rows.append(rows)
     for name, rows in (highlight or {}).items():
         rows = np.asarray(rows, dtype=np.int64)
         fig.add_trace(go.Scattergl(
             x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name),
-            hoverinfo="skip", marker={"size": marker_size + 6, "symbol": "circle-open", "color": "black",
-                                      "line": {"width": 1.5}}))
+            hoverinfo="skip", marker={"size": marker_size + 6, "symbol": SUSPECT_SYMBOL, "color": CONFLICT_COLOR,
+                                      "line": {"width": 2}}))
         trace_rows.append(rows)
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso",
-                      legend={"itemsizing": "constant", "title": {"text": ""}}, uirevision="map",
+                      legend={"itemsizing": "constant", "title": {"text": ""}}, uirevision="map", hoverlabel=HOVER_LABEL,
                       xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
     return MapFigure(fig, trace_rows)
 

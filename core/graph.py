@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import group_names, plotly_text
+from .colors import (CONFLICT_COLOR, CONFLICT_DASH, HOVER_LABEL, LabelColors, label_colors,
+                     label_text, rgba)
+from .figures import plotly_text
 from .knn import KnnGraph, knn_graph
 from .points import PointSet, load_points, load_vectors
 from .store import Filter, PointId, Store
@@ -24,6 +26,14 @@ class Graph:
     cross_label: np.ndarray  # (m,) bool: the two ends carry different labels
     positions: np.ndarray  # (n, 2)
     seconds: float = 0.0
+    vectors: np.ndarray | None = None  # (n, d), kept so that expanding a node needs no second read of the graph
+
+    def neighbours(self, row: int) -> np.ndarray:
+        """Rows joined to `row` by an edge."""
+        if len(self.edges) == 0:
+            return np.zeros(0, np.int64)
+        at = (self.edges[:, 0] == row) | (self.edges[:, 1] == row)
+        return np.setdiff1d(self.edges[at].ravel(), [row])
 
 
 def knn_edges(knn: KnnGraph, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,18 +103,63 @@ def build_graph(ids: list[PointId], payloads: list[dict], vectors: np.ndarray, l
                 tree: bool = False, layout: str = "force", coords: np.ndarray | None = None, seed: int = 0) -> Graph:
     started = time.perf_counter()
     n = len(ids)
-    knn = knn_graph(vectors, k, method="exact")
-    edges, sim = knn_edges(knn, k)
-    if tree:
-        edges, sim = spanning_tree(n, edges, sim)
-    labels = [p.get(label_field) if label_field else None for p in payloads]
-    names = group_names(labels)
+    vectors = np.asarray(vectors, np.float32)
+    edges, sim = _edges(vectors, k, tree)
+    labels = [label_text(p.get(label_field)) if label_field else label_text(None) for p in payloads]
     if layout == "map" and coords is not None:
         positions = np.asarray(coords, np.float32)
     else:
         positions = force_layout(n, edges, sim, seed)
-    return Graph(ids, payloads, names, edges, sim, cross_label_edges(edges, names), positions,
-                 time.perf_counter() - started)
+    return Graph(ids, payloads, labels, edges, sim, cross_label_edges(edges, labels), positions,
+                 time.perf_counter() - started, vectors)
+
+
+def _edges(vectors: np.ndarray, k: int, tree: bool) -> tuple[np.ndarray, np.ndarray]:
+    knn = knn_graph(vectors, k, method="exact")
+    edges, sim = knn_edges(knn, k)
+    if tree:
+        edges, sim = spanning_tree(len(vectors), edges, sim)
+    return edges, sim
+
+
+def expand_graph(store: Store, collection: str, graph: Graph, row: int, label_field: str | None, k: int = 5,
+                 tree: bool = False, vector: str | None = None, seed: int = 0) -> Graph:
+    """The graph plus the k nearest neighbours (in the whole collection) of node `row`: every node stays where it
+    was, new nodes are placed next to the nodes they join, and the edges are those of the larger graph."""
+    started = time.perf_counter()
+    if graph.vectors is None:
+        raise ValueError("this graph keeps no vectors to expand from")
+    have = set(graph.ids)
+    hits = store.query(collection, graph.vectors[row], using=vector, k=k + 1)
+    new_ids = [h.id for h in hits if h.id not in have]
+    if not new_ids:
+        return graph
+    got = store.retrieve(collection, new_ids, vector=vector, with_vectors=True)
+    if not got.ids:
+        return graph
+    ids = list(graph.ids) + list(got.ids)
+    payloads = list(graph.payloads) + list(got.payloads)
+    vectors = np.concatenate([graph.vectors, np.asarray(got.vectors, np.float32)])
+    edges, sim = _edges(vectors, k, tree)
+    labels = list(graph.labels) + [label_text(p.get(label_field)) if label_field else label_text(None)
+                                   for p in got.payloads]
+    old = len(graph.ids)
+    positions = np.concatenate([graph.positions, np.zeros((len(got.ids), 2), np.float32)])
+    if len(graph.edges):
+        d = graph.positions[graph.edges[:, 0]] - graph.positions[graph.edges[:, 1]]
+        step = float(np.median(np.sqrt((d ** 2).sum(-1)))) or 0.05
+    else:
+        step = 0.05
+    rng = np.random.default_rng(seed + len(ids))
+    for i in range(old, len(ids)):
+        # next to the old nodes it joins (the expanded node at least), a little apart from them
+        joined = np.concatenate([edges[edges[:, 0] == i, 1], edges[edges[:, 1] == i, 0]])
+        joined = joined[joined < old]
+        centre = graph.positions[joined].mean(axis=0) if len(joined) else graph.positions[row]
+        angle = rng.random() * 2 * np.pi
+        positions[i] = centre + step * np.array([np.cos(angle), np.sin(angle)], np.float32)
+    return Graph(ids, payloads, labels, edges, sim, cross_label_edges(edges, labels), positions,
+                 graph.seconds + time.perf_counter() - started, vectors)
 
 
 def sample_graph(store: Store, collection: str, label_field: str | None, sample: int = 1000, k: int = 5,
@@ -134,31 +189,85 @@ def neighbourhood_graph(store: Store, collection: str, start: list[PointId], lab
     return build_graph(pts.ids, pts.payloads, pts.vectors, label_field, k, tree)
 
 
-def graph_figure(graph: Graph, height: int = 650, highlight: list[int] | None = None) -> go.Figure:
-    fig = go.Figure()
+EDGE_MODES = ("all", "cross-label only", "same-label only")
+
+
+def strong_cross_label(graph: Graph) -> np.ndarray:
+    """Cross-label edges as similar as a typical same-label edge (at least the median one): the pairs most worth a
+    look. The weaker cross-label edges are the ordinary borders between classes."""
+    same = graph.similarity[~graph.cross_label]
+    if len(same) == 0:
+        return graph.cross_label.copy()
+    return graph.cross_label & (graph.similarity >= float(np.median(same)))
+
+
+def _edge_trace(graph: Graph, chosen: np.ndarray, color: str, width: float, name: str, dash: str = "solid",
+                legend: bool = True) -> go.Scattergl:
     pos = graph.positions
-    for cross, color, width, name in ((False, "rgba(150,150,150,0.35)", 0.7, "same-label edges"),
-                                      (True, "rgba(220,40,40,0.9)", 1.6, "cross-label edges")):
-        chosen = graph.edges[graph.cross_label == cross]
-        if len(chosen) == 0:
-            continue
-        xs = np.full(len(chosen) * 3, np.nan, np.float32)
-        ys = np.full(len(chosen) * 3, np.nan, np.float32)
-        xs[0::3], xs[1::3] = pos[chosen[:, 0], 0], pos[chosen[:, 1], 0]
-        ys[0::3], ys[1::3] = pos[chosen[:, 0], 1], pos[chosen[:, 1], 1]
-        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line={"color": color, "width": width}, name=name,
-                                   hoverinfo="skip"))
-    labels = np.array(graph.labels, dtype=object)
-    for name in sorted(set(graph.labels)):
-        rows = np.flatnonzero(labels == name)
+    xs = np.full(len(chosen) * 3, np.nan, np.float32)
+    ys = np.full(len(chosen) * 3, np.nan, np.float32)
+    xs[0::3], xs[1::3] = pos[chosen[:, 0], 0], pos[chosen[:, 1], 0]
+    ys[0::3], ys[1::3] = pos[chosen[:, 0], 1], pos[chosen[:, 1], 1]
+    return go.Scattergl(x=xs, y=ys, mode="lines", line={"color": color, "width": width, "dash": dash}, name=name,
+                        hoverinfo="skip", showlegend=legend)
+
+
+def graph_figure(graph: Graph, height: int = 650, highlight: list[int] | None = None,
+                 colors: LabelColors | None = None, selected: int | None = None, edges: str = "all") -> go.Figure:
+    """Nodes coloured by label (`colors`: the collection's label colours, the same as the Explore map's);
+    same-label edges in light grey; cross-label edges dashed in the conflict red, bold only where they are as
+    similar as a typical same-label edge. `selected`: that node and its neighbours stand out, all else is dimmed.
+    `edges`: one of EDGE_MODES."""
+    colors = colors or label_colors(graph.labels)
+    fig = go.Figure()
+    focus = selected is not None and 0 <= selected < len(graph.ids)
+    dim = 0.25 if focus else 1.0
+    strong = strong_cross_label(graph)
+    layers = []
+    if edges != "cross-label only":
+        layers.append((~graph.cross_label, rgba("#8C8C8C", 0.35 * dim), 0.7, "same-label edges", "solid"))
+    if edges != "same-label only":
+        layers.append((graph.cross_label & ~strong, rgba(CONFLICT_COLOR, 0.25 * dim), 0.7,
+                       "cross-label edges (weaker)", CONFLICT_DASH))
+        layers.append((strong, rgba(CONFLICT_COLOR, 0.85 * dim), 1.4, "cross-label edges (as close as same-label)",
+                       CONFLICT_DASH))
+    for mask, color, width, name, dash in layers:
+        chosen = graph.edges[mask]
+        if len(chosen):
+            fig.add_trace(_edge_trace(graph, chosen, color, width, name, dash))
+    near = set()
+    if focus:
+        at = (graph.edges[:, 0] == selected) | (graph.edges[:, 1] == selected) if len(graph.edges) else \
+            np.zeros(0, bool)
+        near = set(graph.neighbours(selected).tolist()) | {selected}
+        for mask, color, name, dash in ((at & ~graph.cross_label, "#404040", "edges of the selected node", "solid"),
+                                        (at & graph.cross_label, CONFLICT_COLOR,
+                                         "cross-label edges of the selected node", CONFLICT_DASH)):
+            if mask.any():
+                fig.add_trace(_edge_trace(graph, graph.edges[mask], color, 2.2, name, dash))
+    pos = graph.positions
+    names = np.array([colors.group(v) for v in graph.labels], dtype=object)
+    for name in colors.order(names):
+        rows = np.flatnonzero(names == name)
+        marker = {"size": 8, "color": colors.color(name), "line": {"width": 0}}
+        if focus:
+            marker["opacity"] = [1.0 if r in near else 0.15 for r in rows]
+            marker["size"] = [14 if r == selected else 10 if r in near else 7 for r in rows]
         fig.add_trace(go.Scattergl(
             x=pos[rows, 0], y=pos[rows, 1], mode="markers", name=plotly_text(name), customdata=rows,
             text=[plotly_text(graph.payloads[r].get("file_name", graph.ids[r])) for r in rows],
-            hovertemplate="%{text}<extra>%{fullData.name}</extra>", marker={"size": 8}))
+            hovertemplate="%{text}<extra>%{fullData.name}</extra>", marker=marker))
     if highlight:
         rows = np.asarray(highlight)
         fig.add_trace(go.Scattergl(x=pos[rows, 0], y=pos[rows, 1], mode="markers", name="start points",
-                                   hoverinfo="skip", marker={"size": 16, "symbol": "circle-open", "color": "black"}))
+                                   hoverinfo="skip", marker={"size": 16, "symbol": "circle-open", "color": "black",
+                                                             "line": {"width": 1.5}}))
+    if focus:
+        fig.add_trace(go.Scattergl(x=pos[[selected], 0], y=pos[[selected], 1], mode="markers",
+                                   name="selected node", hoverinfo="skip",
+                                   marker={"size": 22, "symbol": "circle-open", "color": "#1A1A1A",
+                                           "line": {"width": 2.5}}))
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, uirevision="graph",
-                      xaxis={"visible": False}, yaxis={"visible": False}, clickmode="event+select")
+                      xaxis={"visible": False}, yaxis={"visible": False}, clickmode="event+select",
+                      hoverlabel=HOVER_LABEL, legend={"itemsizing": "constant"})
     return fig
