@@ -151,8 +151,9 @@ def _label_lines(summary: dict) -> list[str]:
         lines.append(f"fixed threshold {summary['threshold']:g}: uncalibrated (leave out --threshold for an estimate "
                      "of how many flags are real errors)")
     if summary.get("trusted"):
-        lines.append(f"{summary['trusted']:,} labels decided by a person are trusted: never flagged, and they weigh "
-                     "more in the ranking")
+        n = summary["trusted"]
+        lines.append(f"{n:,} {'label' if n == 1 else 'labels'} decided by a person "
+                     f"{'is' if n == 1 else 'are'} trusted: never flagged, and weighing more in the ranking")
     return lines
 
 

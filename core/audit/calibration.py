@@ -25,7 +25,8 @@ OPERATING_POINTS = ("precision", "balanced", "recall")
 PRECISION_FIRST = 0.9  # "precision-first": the widest threshold whose expected precision reaches this
 RECALL_FIRST = 0.9  # "recall-first": the narrowest threshold whose expected recall reaches this
 PLANT_SHARE = 0.03  # flips planted per round, as a share of the scored points
-MIN_PLANTED = 60  # small collections plant in several rounds until this many flips were scored
+MIN_PLANTED = 120  # small collections plant in several rounds until this many flips were scored (60 left the
+# demo's 2,000 images swinging by a quarter of the flags after one decision)
 MAX_ROUNDS = 12
 FIT_QUANTILE = 0.6  # the error rate is fitted below the score under which this share of planted errors falls
 MIX_GRID = tuple(np.linspace(0.0, 1.0, 11))  # candidate shares of uniform-like errors
@@ -56,6 +57,7 @@ class Calibration:
     curve: list[dict[str, float]] = field(default_factory=list)  # threshold, flagged, precision, recall, f1
     per_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     uniform_share: float = 0.5  # fitted share of errors that look like uniform flips (the rest: confusions)
+    note: str = ""  # e.g. why an operating point flags as many as balanced
 
     @property
     def expected_real(self) -> float:
@@ -71,11 +73,11 @@ class Calibration:
             return (f"Nothing flagged at this operating point; about {self.error_rate:.1%} of labels are estimated "
                     f"wrong (calibrated with {self.planted:,} planted flips).")
         lo, hi = self.expected_real_interval
-        half = max(self.expected_real - lo, hi - self.expected_real)
         one = round(self.expected_real) == 1
-        return (f"Of the {self.flagged:,} flagged, about {self.expected_real:.0f} (± {half:.0f}) "
+        text = (f"Of the {self.flagged:,} flagged, about {self.expected_real:.0f} ({lo:.0f}–{hi:.0f}) "
                 f"{'is expected to be a real error' if one else 'are expected to be real errors'}: precision ≈ {self.precision:.0%} ({lo / self.flagged:.0%}–{hi / self.flagged:.0%}), "
                 f"finding ≈ {self.recall:.0%} of all wrong labels (calibrated with {self.planted:,} planted flips).")
+        return f"{text} {self.note}" if self.note else text
 
     def as_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "operating_point": self.operating_point, "flagged": self.flagged,
@@ -85,7 +87,7 @@ class Calibration:
                 "expected_real_errors_interval": list(self.expected_real_interval),
                 "error_rate": self.error_rate, "error_rate_interval": list(self.error_rate_interval),
                 "planted": self.planted, "rounds": self.rounds, "per_class": self.per_class,
-                "uniform_share": self.uniform_share,
+                "uniform_share": self.uniform_share, "note": self.note,
                 "sentence": self.sentence()}
 
 
@@ -212,6 +214,11 @@ def calibrate(observed: np.ndarray, observed_class: np.ndarray, planted: np.ndar
     rate, share, precision, recall = _estimates(observed, planted, kinds, grid)
     at = choose(grid, precision, recall, operating_point)
     threshold = float(grid[at])
+    note = ""
+    if operating_point in ("precision", "recall") and at == choose(grid, precision, recall, "balanced"):
+        note = ("Precision-first flags the same as balanced here: balanced already reaches the expected precision."
+                if operating_point == "precision" else
+                "Recall-first flags the same as balanced here: balanced already reaches the expected recall.")
     flagged = int((observed < threshold).sum())
     rng = np.random.default_rng(seed)
     boot_p, boot_r, boot_rate = [], [], []
@@ -242,4 +249,4 @@ def calibrate(observed: np.ndarray, observed_class: np.ndarray, planted: np.ndar
                            "recall": float(c_rec[0]), "error_rate": c_rate, "planted": int(len(theirs))}
     return Calibration(threshold, str(operating_point), flagged, float(precision[at]), precision_interval,
                        float(recall[at]), interval(boot_r), rate, interval(boot_rate), len(planted), rounds,
-                       curve, per_class, share)
+                       curve, per_class, share, note)
