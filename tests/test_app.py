@@ -181,4 +181,4 @@ def test_graph_page_draws_and_shows_a_clicked_node(app_env):
     assert any(t.value.startswith("id ") for t in at.text)
     [b for b in at.button if b.label.startswith("Expand")][0].click().run()
     assert not at.exception
-    assert len(at.session_state["graph_request"]["start"]) == 1  # now drawn around the clicked node
+    assert len(at.session_state["graph_request"]["expand"]) == 1  # its neighbours added to the drawn graph
