@@ -7,7 +7,7 @@ from core.paths import PathNotAllowed, check_path
 from core.exporting import to_csv
 from core.store import StoreError
 from ui.auth import can
-from ui.text import clip, md_escape
+from ui.text import clip, md_escape, plural
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,11 +54,11 @@ if submitted:
         with st.spinner(f"Loading {choice.name}…"):
             model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
         st.caption(f"Model: {choice.name} — {md_escape(choice.reason)}")
-        bar = st.progress(0.0, text=f"0 of {len(files)} images")
+        bar = st.progress(0.0, text=f"0 of {plural(len(files), 'image')}")
 
         def on_progress(p) -> None:
             eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds is not None else ""
-            bar.progress(p.done / p.total, text=f"{p.done:,} of {p.total:,} images · {p.rate:.1f} images/s{eta}")
+            bar.progress(p.done / p.total, text=f"{p.done:,} of {plural(p.total, 'image')} · {p.rate:.1f} images/s{eta}")
 
         report = ingest(ctx.store, folder.strip(), collection.strip(), model, base_url=base_url.strip(),
                         batch_size=int(batch_size), workers=settings.get("ATLAS_WORKERS"),

@@ -80,7 +80,7 @@ def audit_with_status(store, collection: str, label_field: str | None, checks: l
                            unknown_labels=[u.strip() for u in settings.get("ATLAS_UNKNOWN_LABELS").split(",")],
                            max_points=settings.get("ATLAS_MAP_MAX_POINTS"), cache=array_cache(),
                            progress=lambda what, f: bar.progress(min(1.0, f), text=what))
-        status.update(label=f"Audited {len(report.points):,} points "
+        status.update(label=f"Audited {plural(len(report.points), 'point')} "
                             f"({'from cache' if report.cached else f'in {report.seconds:.1f} s'})", state="complete")
     return report
 
