@@ -79,7 +79,8 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
                                       "line": {"width": 2}}))
         trace_rows.append(rows)
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="lasso",
-                      legend={"itemsizing": "constant", "title": {"text": ""}}, uirevision="map", hoverlabel=HOVER_LABEL,
+                      legend={"itemsizing": "constant", "title": {"text": ""}}, uirevision="map",
+                      hoverlabel=HOVER_LABEL,
                       xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"})
     return MapFigure(fig, trace_rows)
 
