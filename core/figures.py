@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .colors import CONFLICT_COLOR, HOVER_LABEL, OTHER, PALETTE, SUSPECT_SYMBOL, LabelColors, label_colors  # noqa: F401
+from .colors import OTHER  # noqa: F401 (importable from here, as before)
+from .colors import CONFLICT_COLOR, HOVER_LABEL, PALETTE, SUSPECT_SYMBOL, LabelColors, label_colors
 
 MAX_GROUPS = len(PALETTE) + 1  # legend entries: a colour per label, then the rest drawn together as "(other)"
 # Point ids (36-character UUIDs) double the figure's size; above this many points hover shows label + file only.
