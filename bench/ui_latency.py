@@ -1,0 +1,195 @@
+"""How long each user action takes in the app, from the click (or the navigation) until its result is visible and
+the page is idle again, in headless Chromium on the demo collection (issue 14: p50 <= 1 s, max <= 2 s per action;
+the Collections page's first load <= 2 s; map computation and ingest are excluded: they show progress).
+
+The demo's store and cache are copied to a temporary folder first, so the actions that change labels (Accept)
+never touch your demo, and the app started here has the store to itself.
+
+    .venv/bin/python bench/ui_latency.py              # 5 rounds of every action -> bench/results/ui_latency.json
+    .venv/bin/python bench/ui_latency.py --quick      # 1 round -> bench/results/ui_latency-quick.json
+
+Needs the demo (scripts/demo.sh, or `python -m core demo`) and Chromium (scripts/setup.sh with BROWSER=1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from check_pages import IDLE, launch, problems  # noqa: E402
+from machine import machine_info  # noqa: E402
+
+GOAL_P50_S, GOAL_MAX_S, GOAL_FIRST_LOAD_S = 1.0, 2.0, 2.0
+TIMEOUT_MS = 180_000
+
+
+def start_app(store: Path, cache: Path):
+    """`streamlit run app.py` on a free port against the copied store (the tests' recipe); returns (process, url)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"} | {
+        "HF_HUB_OFFLINE": "1", "ATLAS_STORE_PATH": str(store), "ATLAS_CACHE_DIR": str(cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            return proc, url
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit("streamlit did not start; run `streamlit run app.py` by hand to see why.") from None
+            time.sleep(0.5)
+
+
+def idle(page) -> None:
+    """Until the script run that the action started has finished: first see it start (within a second; an action
+    that starts no run counts that second, which errs on the slow side), then see it end."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=1000)
+    except PlaywrightTimeout:
+        pass
+    page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+
+
+def timed(page, act: Callable[[], None], visible: str | None = None) -> float:
+    """Seconds from the action until `visible` (a selector) shows and the script run has finished."""
+    started = time.perf_counter()
+    act()
+    if visible:
+        page.locator(visible).first.wait_for(timeout=TIMEOUT_MS)
+    idle(page)
+    seconds = time.perf_counter() - started
+    found = problems(page)
+    if found:
+        raise RuntimeError(f"the page shows an error: {found[0]}")
+    return seconds
+
+
+def one_round(page, url: str, first: bool) -> dict[str, float]:
+    """Every action once, as a user moves through the pages."""
+    t: dict[str, float] = {}
+    # The first load opens the address; then pages are opened as a user does, from the sidebar's navigation.
+    go = lambda name: (lambda: page.locator("[data-testid='stSidebarNav']").get_by_role(  # noqa: E731
+        "link", name=name).first.click())
+    t["Collections: first load" if first else "Collections: load in a new session"] = timed(
+        page, lambda: page.goto(url, wait_until="domcontentloaded"), "h1:has-text('Collections')")
+    t["Explore: open"] = timed(page, go("Explore"), "h1:has-text('Explore')")
+    t["Explore: draw the cached default map"] = timed(
+        page, lambda: page.get_by_role("button", name="Draw map").click(), ".js-plotly-plot")
+    t["Audit: open"] = timed(page, go("Audit"), "h1:has-text('Audit')")
+    t["Audit: run audit"] = timed(page, lambda: page.get_by_role("button", name="Run audit").click(),
+                                  "[data-testid='stMetric']")
+    accept = page.locator("[class*='st-key-'][class*='_accept'] button").first
+    if accept.count():
+        t["Audit: accept one suggestion"] = timed(page, accept.click)
+    t["Graph: open"] = timed(page, go("Graph"), "h1:has-text('Graph')")
+    t["Graph: draw graph"] = timed(page, lambda: page.get_by_role("button", name="Draw graph").click(),
+                                   ".js-plotly-plot")
+    t["Search: open"] = timed(page, go("Search"), "h1:has-text('Search')")
+    t["Collections: open"] = timed(page, go("Collections"), "h1:has-text('Collections')")
+    return t
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| action | rounds | p50 | max | goal | result |", "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        first = r["action"].startswith("Collections: first load")
+        goal = f"≤ {GOAL_FIRST_LOAD_S:g} s" if first else f"p50 ≤ {GOAL_P50_S:g} s, max ≤ {GOAL_MAX_S:g} s"
+        ok = r["max_s"] <= GOAL_FIRST_LOAD_S if first else (r["p50_s"] <= GOAL_P50_S and r["max_s"] <= GOAL_MAX_S)
+        lines.append(f"| {r['action']} | {r['rounds']} | {r['p50_s']:.2f} s | {r['max_s']:.2f} s | {goal} | "
+                     f"{'pass' if ok else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one round instead of five")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--store-path", type=Path, default=ROOT / "data" / "qdrant", help="the demo's store folder")
+    ap.add_argument("--cache-dir", type=Path, default=ROOT / "data" / "cache", help="the demo's cache folder")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 5)
+    out = args.out or ROOT / "bench" / "results" / ("ui_latency-quick.json" if args.quick else "ui_latency.json")
+    if not args.store_path.is_dir():
+        print(f"error: no demo store at {args.store_path}: run scripts/demo.sh (or `python -m core demo`) first, "
+              "or pass --store-path.", file=sys.stderr)
+        return 1
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="atlas-bench-ui-") as tmp:
+        store, cache = Path(tmp) / "qdrant", Path(tmp) / "cache"
+        shutil.copytree(args.store_path, store)
+        if args.cache_dir.is_dir():
+            shutil.copytree(args.cache_dir, cache)
+        proc, url = start_app(store, cache)
+        samples: dict[str, list[float]] = {}
+        warm_s = 0.0
+        try:
+            with sync_playwright() as p:
+                browser = launch(p)
+                try:
+                    # The copied store lives at a new path, so its map is computed once, untimed (map computation
+                    # is excluded from the goals: it shows progress); every round then draws it from the cache.
+                    warm = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                    warm_s = timed(warm, lambda: warm.goto(f"{url}/explore", wait_until="domcontentloaded"), "h1")
+                    warm_s += timed(warm, lambda: warm.get_by_role("button", name="Draw map").click(),
+                                    ".js-plotly-plot")
+                    warm.context.close()
+                    for r in range(rounds):
+                        # a new browser context per round: a new session, as a user opening the app again
+                        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                        for action, seconds in one_round(page, url, first=r == 0).items():
+                            samples.setdefault(action, []).append(seconds)
+                        page.context.close()
+                        print(f"round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
+                finally:
+                    browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    rows = [{"action": a, "rounds": len(v), "p50_s": round(float(np.median(v)), 3), "max_s": round(max(v), 3),
+             "samples_s": [round(x, 3) for x in v]} for a, v in samples.items()]
+    text = table(rows)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(("streamlit", "plotly", "playwright"), load_at_start,
+                                loadavg_at_end=[round(x, 2) for x in os.getloadavg()]),
+        "settings": {"rounds": rounds, "store": args.store_path.name},
+        "map_computation_s": round(warm_s, 2), "goals": {
+            "p50_s": GOAL_P50_S, "max_s": GOAL_MAX_S, "collections_first_load_s": GOAL_FIRST_LOAD_S},
+        "actions": rows, "table": text}, indent=2) + "\n")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
