@@ -167,8 +167,9 @@ def test_graph_page_draws_the_knn_graph(demo_server, page):
     page.get_by_role("button", name="Draw graph").click()
     page.get_by_text(f"{demo.images} nodes").wait_for(timeout=120_000)
     counts = _trace_counts(page)
-    nodes = sum(v for name, v in counts.items() if not name.endswith("edges"))
+    nodes = sum(v for name, v in counts.items() if "edges" not in name)  # edge layers: "... edges (...)"
     assert nodes == demo.images and counts.get("same-label edges", 0) > 0
+    assert any(name.startswith("cross-label edges") for name in counts)  # the demo has planted mislabels
     page.screenshot(path=str(demo_server[2] / "graph.png"))
 
 
