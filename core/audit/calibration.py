@@ -107,14 +107,14 @@ def noise_transition(y: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def plant_and_rescore(y: np.ndarray, candidates: np.ndarray, probs: np.ndarray, rescore: Rescore,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Scores of planted flips: (planted scores, their new class, their row, uniform or not, rounds run).
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Scores of planted flips: (planted scores, their new class, uniform or not, rounds run).
     Every other flip goes uniformly, the rest towards confused classes; `calibrate` weighs the two kinds."""
     rng = np.random.default_rng(seed)
     confused, uniform = noise_transition(y, probs)
     per_round = int(min(max(2, round(PLANT_SHARE * len(candidates))), max(1, len(candidates) // 3)))
     rounds = int(min(MAX_ROUNDS, max(1, math.ceil(MIN_PLANTED / per_round))))
-    scores, classes, rows, kinds = [], [], [], []
+    scores, classes, kinds = [], [], []
     for r in range(rounds):
         pick = rng.choice(candidates, size=min(per_round, len(candidates)), replace=False)
         kind = (np.arange(len(pick)) + r) % 2 == 0
@@ -125,9 +125,8 @@ def plant_and_rescore(y: np.ndarray, candidates: np.ndarray, probs: np.ndarray, 
         new_scores = rescore(flipped)
         scores.append(new_scores[pick])
         classes.append(flipped[pick])
-        rows.append(pick)
         kinds.append(kind)
-    return (np.concatenate(scores), np.concatenate(classes), np.concatenate(rows), np.concatenate(kinds), rounds)
+    return np.concatenate(scores), np.concatenate(classes), np.concatenate(kinds), rounds
 
 
 def _cdf(sorted_scores: np.ndarray, weights: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -102,8 +102,7 @@ class LabelCheck:
             def rescore(y_planted: np.ndarray) -> np.ndarray:
                 return evidence(y_planted, planted=True)[1][np.arange(n), np.maximum(y_planted, 0)]
 
-            planted, planted_class, _rows, uniform, rounds = plant_and_rescore(y, candidates, mixed, rescore,
-                                                                                self.seed)
+            planted, planted_class, uniform, rounds = plant_and_rescore(y, candidates, mixed, rescore, self.seed)
             calibration = calibrate(scores[candidates], y[candidates], planted, planted_class, classes, rounds,
                                     check_operating_point(self.operating_point), self.seed, uniform)
             threshold = calibration.threshold
