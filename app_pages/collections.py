@@ -27,14 +27,17 @@ st.dataframe(pd.DataFrame([{
 s = ctx.summary
 st.subheader("Selected collection")
 st.text(s.name)
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3 = st.columns(3)
 c1.metric("Points", f"{s.points:,}")
-# vector names are user data (any tool can name them): Markdown-escaped, as metrics render Markdown
-c2.metric("Vectors", md_escape(", ".join(f"{v.name or '(unnamed)'} {v.size}-d" for v in s.vectors) or "none"))
-c3.metric("Labels", f"{len(s.labels):,}")
+c2.metric("Labels", f"{len(s.labels):,}")
 # as the audit counts them: no label, or a value that means "no label" (ATLAS_UNKNOWN_LABELS), such as a folder
 # named "unlabeled"; the audit suggests labels for these
-c4.metric("Unlabeled", f"{s.unlabeled:,}" if s.label_field else "–")
+c3.metric("Unlabeled", f"{s.unlabeled:,}" if s.label_field else "–")
+# vector names are user data (any tool can name them) and can be long: a caption, not a metric, Markdown-escaped
+shown = [f"{md_escape(v.name or '(unnamed)')} ({v.size}-d)" for v in s.embeddings]
+if len(s.vectors) > len(s.embeddings):
+    shown.append("plus a small pixel view the audit uses as second evidence")
+st.caption("Vectors: " + (", ".join(shown) or "none"))
 if not s.vectors:
     st.warning("This collection has no dense vectors, so it cannot be mapped, audited or searched here.")
 if s.points == 0:

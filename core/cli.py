@@ -469,7 +469,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             else:
                 vec = image_query_vector(model, data, max_bytes, settings.get("ATLAS_MAX_IMAGE_PIXELS"))
         result = search(store, args.collection, vec, using=spec.name, k=args.k, filter=filt, hnsw_ef=args.hnsw_ef,
-                        exact=args.exact, min_score=args.min_score, started=started)
+                        exact=args.exact, min_score=args.min_score, started=started,
+                        exclude=[args.point] if args.point is not None else ())
     rows = hits_table(result.hits, args.label_field)
     if args.json:
         print(json.dumps({"collection": args.collection, "query_ms": round(result.milliseconds, 2),
@@ -482,13 +483,17 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def collection_summaries(store, label_field: str = "label") -> list[dict[str, Any]]:
+    """One row per collection. Labels are counted as the app and the audit count them: a value that means "no
+    label" (ATLAS_UNKNOWN_LABELS, e.g. a folder named "unlabeled") is counted under `unlabeled`, not as a label."""
+    from .catalog import summarize
+
     out = []
     for info in store.list_collections():
-        labels = store.count_by(info.name, label_field) if info.points else {}
+        s = summarize(store, info.name, label_field)
         out.append({"name": info.name, "points": info.points,
                     "vectors": [{"name": v.name, "size": v.size, "distance": v.distance} for v in info.vectors],
                     "model": info.embeddings[0].name if len(info.embeddings) == 1 else None,
-                    "labels": {str(k): v for k, v in sorted(labels.items(), key=lambda kv: (-kv[1], str(kv[0])))}})
+                    "labels": s.labels, "unlabeled": s.unlabeled})
     return out
 
 
@@ -506,7 +511,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
     for r in rows:
         vecs = ", ".join(f"{v['name'] or '(unnamed)'} {v['size']}-d" for v in r["vectors"])
         labels = ", ".join(f"{k} {v}" for k, v in list(r["labels"].items())[:12])
-        print(f"- {r['name']}: {r['points']} points; vectors {vecs}" + (f"; labels {labels}" if labels else ""))
+        more = f" (+{len(r['labels']) - 12} more)" if len(r["labels"]) > 12 else ""
+        print(f"- {r['name']}: {r['points']} points; vectors {vecs}" + (f"; labels {labels}{more}" if labels else "")
+              + (f"; unlabeled {r['unlabeled']}" if r["unlabeled"] else ""))
     return 0
 
 

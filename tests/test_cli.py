@@ -19,6 +19,8 @@ def test_ingest_then_collections(tmp_path):
     for label, color in {"apple": (200, 20, 20), "banana": (230, 220, 40)}.items():
         for i in range(3):
             write_image(folder / label / f"{i}.jpg", color, fmt="JPEG")
+    for i in range(2):  # a folder named "unlabeled" holds images without a label, as the app counts them
+        write_image(folder / "unlabeled" / f"u{i}.jpg", (40, 40 + 90 * i, 200), fmt="JPEG")
     (folder / "apple" / "bad.jpg").write_bytes(b"nope")
     store = str(tmp_path / "qdrant")
     env = {"ATLAS_REPORT_DIR": str(tmp_path / "reports")}
@@ -26,14 +28,18 @@ def test_ingest_then_collections(tmp_path):
                env_extra=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert (report["added"], report["skipped"], report["model"]) == (6, 1, "effnet-lite0")
+    assert (report["added"], report["skipped"], report["model"]) == (8, 1, "effnet-lite0")
     assert "auto chose effnet-lite0" in report["model_reason"]
     assert report["skipped_files"][0]["path"] == "apple/bad.jpg"
     listing = _run("collections", "--store-path", store, "--json")
     assert listing.returncode == 0, listing.stderr
     [row] = json.loads(listing.stdout)
-    assert row["name"] == "fruits" and row["points"] == 6 and row["model"] == "effnet-lite0"
-    assert row["vectors"][0]["size"] == 1280 and row["labels"] == {"apple": 3, "banana": 3}
+    assert row["name"] == "fruits" and row["points"] == 8 and row["model"] == "effnet-lite0"
+    # the model's vector first, the audit's pixel view after it, whatever order the store lists them in
+    assert [(v["name"], v["size"]) for v in row["vectors"]] == [("effnet-lite0", 1280), ("pixels", 432)]
+    assert row["labels"] == {"apple": 3, "banana": 3} and row["unlabeled"] == 2
+    text = _run("collections", "--store-path", store)
+    assert "labels apple 3, banana 3; unlabeled 2" in text.stdout, text.stdout
     # a file moved to another label folder: the summary says it moved (its point and history go with it)
     (folder / "apple" / "0.jpg").rename(folder / "banana" / "moved.jpg")
     again = _run("ingest", str(folder), "--collection", "fruits", "--model", "effnet-lite0", "--store-path", store,
@@ -72,6 +78,12 @@ def test_audit_and_relabel_commands(tmp_path):
     result = json.loads(out.stdout)
     assert result["checks"]["label"]["flagged"] >= 1
     assert "1," in (tmp_path / "s.csv").read_text()  # the planted point (id 1) is among the suspects
+    # a point query leaves out its own point (it would come back first with score 1)
+    found = _run("search", "--collection", "c", "--point", "5", "--k", "3", *common, env_extra=env)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)["hits"]
+    assert len(hits) == 3 and 5 not in [h["id"] for h in hits]
+    assert {h["label"] for h in hits} == {"c0"}  # point 5 is a c0 in a tight cluster of c0s
     bad = _run("relabel", "--collection", "c", "--point", "1", "--label", "c7", *common, env_extra=env)
     assert bad.returncode == 1 and "--new-label" in bad.stderr
     ok = _run("relabel", "--collection", "c", "--point", "1", "--label", "c0", *common, env_extra=env)

@@ -119,6 +119,11 @@ class CollectionInfo:
     points: int
     vectors: list[VectorSpec]
 
+    def __post_init__(self) -> None:
+        # Stores may list named vectors in any order (the embedded one differs run to run): embeddings first, by
+        # name, so the default vector and every listing are the same each time.
+        self.vectors = sorted(self.vectors, key=lambda v: (is_auxiliary(v.name), v.name))
+
     @property
     def embeddings(self) -> list[VectorSpec]:
         """The vectors a search or a map can use: all but the audit's auxiliary ones (core.pixels)."""
