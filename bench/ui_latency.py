@@ -64,6 +64,15 @@ def start_app(store: Path, cache: Path):
             time.sleep(0.5)
 
 
+def first_point_id(store: Path) -> str:
+    """A point of the demo to search from, read before the app opens the store (one opener per folder)."""
+    from core.store import open_store
+
+    with open_store(path=str(store)) as s:
+        name = s.list_collections()[0].name
+        return str(s.scroll(name, with_vectors=False, limit=1).ids[0])
+
+
 def idle(page) -> None:
     """Until the script run that the action started has finished: first see it start (within a second; an action
     that starts no run counts that second, which errs on the slow side), then see it end."""
@@ -90,7 +99,28 @@ def timed(page, act: Callable[[], None], visible: str | None = None) -> float:
     return seconds
 
 
-def one_round(page, url: str, first: bool) -> dict[str, float]:
+def lasso_middle(page) -> None:
+    """A lasso around the middle half of the map's plotting area, drawn with the mouse as a user draws it."""
+    box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25
+    x1, y1 = box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for x, y in [(x1, y0), (x1, y1), (x0, y1), (x0, y0 + 1)]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+# Page coordinates of the first node of the graph's first marker trace (WebGL draws no element per node).
+NODE_XY_JS = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const t = gd._fullData.find(d => d.mode === 'markers' && d.x.length);
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+  return [r.left + xa._offset + xa.l2p(t.x[0]), r.top + ya._offset + ya.l2p(t.y[0])];
+}"""
+
+
+def one_round(page, url: str, first: bool, point_id: str) -> dict[str, float]:
     """Every action once, as a user moves through the pages."""
     t: dict[str, float] = {}
     # The first load opens the address; then pages are opened as a user does, from the sidebar's navigation.
@@ -101,16 +131,30 @@ def one_round(page, url: str, first: bool) -> dict[str, float]:
     t["Explore: open"] = timed(page, go("Explore"), "h1:has-text('Explore')")
     t["Explore: draw the cached default map"] = timed(
         page, lambda: page.get_by_role("button", name="Draw map").click(), ".js-plotly-plot")
+    t["Explore: lasso the middle of the map -> gallery"] = timed(page, lambda: lasso_middle(page),
+                                                                 "h3:has-text('Selection')")
     t["Audit: open"] = timed(page, go("Audit"), "h1:has-text('Audit')")
     t["Audit: run audit"] = timed(page, lambda: page.get_by_role("button", name="Run audit").click(),
                                   "[data-testid='stMetric']")
     accept = page.locator("[class*='st-key-'][class*='_accept'] button").first
     if accept.count():
         t["Audit: accept one suggestion"] = timed(page, accept.click)
+        page.get_by_role("tab", name="Changes").click()
+        idle(page)
+        t["Audit: undo it"] = timed(page, lambda: page.get_by_role("button", name="Undo the last step").click())
     t["Graph: open"] = timed(page, go("Graph"), "h1:has-text('Graph')")
     t["Graph: draw graph"] = timed(page, lambda: page.get_by_role("button", name="Draw graph").click(),
                                    ".js-plotly-plot")
+    page.wait_for_function("document.querySelector('.js-plotly-plot')._fullLayout !== undefined")
+    x, y = page.evaluate(NODE_XY_JS)
+    t["Graph: click a node"] = timed(page, lambda: page.mouse.click(x, y), "button:has-text('Expand its neighbours')")
     t["Search: open"] = timed(page, go("Search"), "h1:has-text('Search')")
+    page.get_by_role("tab", name="Point").click()
+    page.get_by_label("Point id").fill(point_id)
+    page.get_by_label("Point id").press("Enter")
+    idle(page)
+    t["Search: more like a point"] = timed(page, lambda: page.get_by_role("button", name="More like this").click(),
+                                           "text=Qdrant query")
     t["Collections: open"] = timed(page, go("Collections"), "h1:has-text('Collections')")
     return t
 
@@ -148,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(args.store_path, store)
         if args.cache_dir.is_dir():
             shutil.copytree(args.cache_dir, cache)
+        point_id = first_point_id(store)
         proc, url = start_app(store, cache)
         samples: dict[str, list[float]] = {}
         warm_s = 0.0
@@ -165,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                     for r in range(rounds):
                         # a new browser context per round: a new session, as a user opening the app again
                         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                        for action, seconds in one_round(page, url, first=r == 0).items():
+                        for action, seconds in one_round(page, url, r == 0, point_id).items():
                             samples.setdefault(action, []).append(seconds)
                         page.context.close()
                         print(f"round {r + 1} of {rounds} done", file=sys.stderr, flush=True)
