@@ -21,9 +21,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import models
-    from .ingest import ingest, scan_folder, summary_lines
+    from .formats import SourceOptions, scan_source
+    from .ingest import ingest, summary_lines
 
-    scan_folder(args.folder)  # bad folders fail before a model loads
+    options = SourceOptions(path_column=getattr(args, "path_column", "") or None,
+                            label_column=getattr(args, "label_column", None),
+                            id_column=getattr(args, "id_column", "auto") or None,
+                            images_dir=getattr(args, "images_dir", "") or None)
+    # bad sources fail before a model loads
+    scan = scan_source(args.folder, options, cache_dir=settings.get("ATLAS_CACHE_DIR"))
     choice = models.choose(args.model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
     print(f"model: {choice.name} ({choice.reason})", file=sys.stderr)
     model = models.load(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
@@ -40,7 +46,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), prune=args.prune,
                         report_dir=settings.get("ATLAS_REPORT_DIR"), model_reason=choice.reason,
                         cache_dir=settings.get("ATLAS_CACHE_DIR"),
-                        progress=on_progress)
+                        progress=on_progress, options=options, scan=scan)
     bar.close()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
@@ -561,8 +567,20 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", parents=[common], help="embed a folder of labeled images into a collection")
-    p.add_argument("folder", help="folder with one subfolder per label (apple/1.jpg, banana/2.png, ...)")
+    p = sub.add_parser("ingest", parents=[common], help="embed a folder of labeled images, a manifest (CSV/Parquet) "
+                       "or a Hugging Face dataset into a collection")
+    p.add_argument("folder", help="a folder with one subfolder per label (apple/1.jpg, banana/2.png, ...; split "
+                   "folders train/apple/1.jpg work too; a folder without subfolders is ingested as unlabeled), a "
+                   "manifest .csv/.tsv/.parquet (image path or URL and label per row, paths relative to it), or a "
+                   "Hugging Face dataset folder written by save_to_disk")
+    p.add_argument("--path-column", default="", help="manifest: the column of image paths or URLs (default: "
+                   "detected: path, image, file_name, url, ...)")
+    p.add_argument("--label-column", default=None, help="manifest or dataset: the label column (default: detected: "
+                   "label, class, category, ... or the ClassLabel); '' for none (all unlabeled)")
+    p.add_argument("--id-column", default="auto", help="manifest or dataset: the column of point ids (default auto: "
+                   "'id' when every value is a point id, as in an export; '' for ids from the image paths)")
+    p.add_argument("--images-dir", default="", help="Hugging Face dataset: where its images are extracted (default: "
+                   "under ATLAS_CACHE_DIR/datasets)")
     p.add_argument("--collection", required=True, help="collection name (created when missing)")
     p.add_argument("--model", default="", help="auto, clip-vit-b-32, effnet-lite0 or open_clip:<arch> "
                    "(default: ATLAS_MODEL)")

@@ -1,6 +1,9 @@
-"""Ingest a folder of labeled images (one subfolder per label) into a Qdrant collection.
+"""Ingest images into a Qdrant collection: a folder of labeled images (one subfolder per label, optionally inside
+split folders such as train/ and test/), a flat folder of unlabeled images, a manifest (CSV or Parquet) or a Hugging
+Face dataset saved with `save_to_disk` (the last two are read by core/formats.py into the same list of files).
 
-A point is one file: its id comes from the file's path. Ingest owns the image fields (path, sha1, size, ...);
+A point is one file: its id comes from the file's path (or from an `id` column of a manifest or of the folder's
+`metadata.csv`, so that an exported dataset comes back with the same ids). Ingest owns the image fields (path, sha1, size, ...);
 the audit (core/labels.py) owns `label` once a point exists, and `label_original`, `reviewed`,
 `label_confirmed`, `label_history`. Re-ingesting never overwrites what the audit owns:
 - a changed file (same path, new content) gets a new vector and new image fields; its label and history stay;
@@ -48,8 +51,27 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class ImageFile:
-    rel_path: str  # posix, relative to the ingested folder; the label is its first part
-    label: str
+    rel_path: str  # posix, relative to the ingested folder (for a folder: the label is its first part); or a URL
+    label: Any
+    id: PointId | None = None  # an explicit point id (manifest or metadata.csv `id` column); default: from rel_path
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # more payload fields (split, ...)
+    url: str | None = None  # an image read over HTTP(S) instead of from the folder
+
+    @property
+    def pid(self) -> PointId:
+        return self.id if self.id is not None else point_id(self.rel_path)
+
+
+@dataclass
+class Scan:
+    """What a source holds: the images to ingest (relative to `root`), the ones that cannot be, and notes for the
+    user (how the layout was read). `label_of_path` gives the label a file's path implies (folders), or None."""
+    root: Path
+    files: list[ImageFile]
+    skipped: list["Skipped"]
+    kind: str  # folder, split-folders, flat, manifest, hf-dataset
+    notes: list[str] = field(default_factory=list)
+    label_of_path: Callable[[str], Any] | None = None
 
 
 @dataclass
@@ -92,11 +114,14 @@ class IngestReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    fields_updated: int = 0  # unchanged images whose other columns (split, source, ...) changed in the source
     moved: int = 0  # files found at a new path: their points (and label history) moved with them
     kept_labels: list[KeptLabel] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     seconds: float = 0.0
     report_csv: str | None = None
+    kind: str = "folder"  # how the source was read: folder, split-folders, flat, manifest, hf-dataset
+    notes: list[str] = field(default_factory=list)  # how the source was read, in words
 
     @property
     def embedded(self) -> int:
@@ -106,6 +131,7 @@ class IngestReport:
         return {"collection": self.collection, "folder": self.folder, "model": self.model,
                 "model_reason": self.model_reason, "added": self.added, "updated": self.updated,
                 "unchanged": self.unchanged, "removed": self.removed, "moved": self.moved,
+                "fields_updated": self.fields_updated, "kind": self.kind, "notes": list(self.notes),
                 "kept_labels": [{"path": k.path, "moved_from": k.moved_from, "label": k.label,
                                  "folder_label": k.folder_label} for k in self.kept_labels],
                 "skipped": len(self.skipped),
@@ -121,10 +147,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
               f"{report['unchanged']:,} unchanged, {report['skipped']:,} skipped"
               + (f", {report['moved']:,} moved (history kept)" if report.get("moved") else "")
               + (f", {report['removed']:,} removed" if report.get("removed") else "")
+              + (f", {report['fields_updated']:,} with changed columns" if report.get("fields_updated") else "")
               + f" in {report['seconds']:.1f} s")
     if report.get("images_per_second") and (report["added"] + report["updated"]):
         counts += f", {report['images_per_second']:.1f} images/s"
-    return [counts] + [f"kept the edited label '{k['label']}' of {k['path']} (moved from {k['moved_from']}; its "
+    return [counts] + list(report.get("notes", [])) + [f"kept the edited label '{k['label']}' of {k['path']} (moved from {k['moved_from']}; its "
                        f"new folder says '{k['folder_label']}')" for k in report.get("kept_labels", [])]
 
 
@@ -137,41 +164,166 @@ def folder_label(rel_path: str) -> str:
     return rel_path.split("/", 1)[0]
 
 
+# Top-level folder names that mean a split, as Hugging Face's `imagefolder` reads them (train/cat/1.png).
+SPLIT_NAMES = {"train": "train", "training": "train", "test": "test", "testing": "test", "eval": "test",
+               "evaluation": "test", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation"}
+# Hugging Face `imagefolder` metadata files: a `file_name` column (relative to the file's folder) and more columns.
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")
+
+
+def layouts_help(root: Path | str) -> str:
+    """The layouts ingest reads, with examples under `root` (for messages about a folder it cannot use)."""
+    return (f"Image Atlas reads: one subfolder per label ({root}/apple/1.jpg, {root}/banana/2.jpg); split folders "
+            f"with one subfolder per label inside ({root}/train/apple/1.jpg); a folder of images without subfolders "
+            "(ingested as unlabeled); a manifest file (CSV or Parquet with an image path or URL column and a label "
+            "column); or a Hugging Face dataset saved with save_to_disk.")
+
+
+def unlabeled_label() -> str:
+    """The label value images without a label get (a flat folder, an empty manifest cell): 'unlabeled' when
+    ATLAS_UNKNOWN_LABELS lists it (the default), else its first value, so the app and the audit count them as
+    unlabeled."""
+    from .catalog import unknown_labels
+
+    values = [u for u in unknown_labels() if u]
+    return "unlabeled" if "unlabeled" in values or not values else values[0]
+
+
 def scan_folder(folder: Path | str) -> tuple[list[ImageFile], list[Skipped]]:
-    """Image files under one subfolder per label, and the files that cannot be ingested with the reason.
+    """Image files under one subfolder per label (or a flat folder, or split folders), and the files that cannot
+    be ingested with the reason. See scan_folder_layout."""
+    scan = scan_folder_layout(folder)
+    return scan.files, scan.skipped
+
+
+def scan_folder_layout(folder: Path | str) -> Scan:
+    """Image files under one subfolder per label; or, when the folder has no subfolders, its images as unlabeled;
+    or, when every subfolder is a split (train, test, validation, ...), the label subfolders inside each, with the
+    split kept in the payload. A Hugging Face `metadata.csv`/`metadata.jsonl` beside the images adds its columns
+    to their payload (and its `id` column, when every value is a point id, gives the point ids).
     Symbolic links that point back into the folder are skipped (their images are ingested where they are),
     so a link such as `all -> .` neither loops nor ingests every image twice."""
     root = Path(folder).expanduser()
     if not root.exists():
-        raise IngestError(f"Folder {root} does not exist. Give the folder that holds one subfolder per label.")
+        raise IngestError(f"Folder {root} does not exist. Give a folder of images (one subfolder per label, or "
+                          "none for unlabeled images), a manifest (.csv, .parquet) or a Hugging Face dataset folder.")
     if not root.is_dir():
         raise IngestError(f"{root} is a file, not a folder. Give the folder that holds one subfolder per label.")
     root = Path(os.path.realpath(root))
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     if not entries:
-        raise IngestError(f"Folder {root} is empty. Put images in one subfolder per label, "
-                          f"e.g. {root}/apple/1.jpg.")
+        raise IngestError(f"Folder {root} is empty. {layouts_help(root)}")
     skipped: list[Skipped] = []
-    label_dirs = []
+    dirs, loose = _split_entries(root, root, entries, skipped)
+    files: list[ImageFile] = []
+    notes: list[str] = []
+    seen = {str(root)}  # real folders already walked: a link outside the folder that loops back is walked once
+    splits = bool(dirs) and all(d.name.lower() in SPLIT_NAMES for d in dirs)
+    if not dirs:
+        unlabeled = unlabeled_label()
+        for p in loose:
+            _add_file(root, p, unlabeled, files, skipped)
+        kind, label_of_path = "flat", (lambda _rel: unlabeled)
+        if files:
+            notes.append(f"No subfolders: the {len(files):,} images are ingested as unlabeled (label "
+                         f"'{unlabeled}'); the audit suggests labels for them.")
+    elif splits:
+        kind = "split-folders"
+        for split_dir in dirs:
+            split = SPLIT_NAMES[split_dir.name.lower()]
+            seen.add(os.path.realpath(split_dir))
+            inner = sorted(p for p in split_dir.iterdir() if not p.name.startswith("."))
+            label_dirs, inner_loose = _split_entries(root, split_dir, inner, skipped)
+            for p in inner_loose:  # a split folder without label subfolders holds unlabeled images
+                if label_dirs:
+                    skipped.append(Skipped(p.relative_to(root).as_posix(), "not inside a label subfolder"))
+                else:
+                    _add_file(root, p, unlabeled_label(), files, skipped, {"split": split})
+            for label_dir in label_dirs:
+                seen.add(os.path.realpath(label_dir))
+                _walk(root, label_dir, label_dir.name, seen, files, skipped, {"split": split})
+        names = ", ".join(d.name for d in dirs)
+        notes.append(f"Split folders ({names}): labels come from the subfolders inside them; the split is kept in "
+                     "each point's payload as `split`.")
+
+        def label_of_path(rel: str) -> Any:
+            parts = rel.split("/")
+            return parts[1] if len(parts) > 2 else unlabeled_label()
+    else:
+        kind, label_of_path = "folder", folder_label
+        for p in loose:
+            skipped.append(Skipped(p.name, "not inside a label subfolder"))
+        for label_dir in dirs:
+            seen.add(os.path.realpath(label_dir))
+            _walk(root, label_dir, label_dir.name, seen, files, skipped)
+    if not files:
+        raise IngestError(f"No image files found under {root} (looked for {', '.join(sorted(images.IMAGE_SUFFIXES))})."
+                          + (f" Skipped: {skipped[0].path} ({skipped[0].reason})." if skipped else "")
+                          + f" {layouts_help(root)}")
+    files, note = _apply_metadata(root, files, skipped)
+    notes.extend(note)
+    return Scan(root, files, skipped, kind, notes, label_of_path)
+
+
+def _split_entries(root: Path, folder: Path, entries: list[Path],
+                   skipped: list[Skipped]) -> tuple[list[Path], list[Path]]:
+    """(subfolders, loose files) of one folder level; links back into the root are skipped, metadata files left
+    out (they are read, not ingested)."""
+    dirs, loose = [], []
     for p in entries:
         if p.is_symlink() and _inside(root, p):
             skipped.append(_link_inside(root, p))
         elif p.is_dir():
-            label_dirs.append(p)
-        elif p.is_file():
-            skipped.append(Skipped(p.name, "not inside a label subfolder"))
-    if not label_dirs:
-        raise IngestError(f"Folder {root} has no subfolders. Put images in one subfolder per label, "
-                          f"e.g. {root}/apple/1.jpg, {root}/banana/2.jpg.")
-    files: list[ImageFile] = []
-    seen = {str(root)}  # real folders already walked: a link outside the folder that loops back is walked once
-    for label_dir in label_dirs:
-        seen.add(os.path.realpath(label_dir))
-        _walk(root, label_dir, label_dir.name, seen, files, skipped)
-    if not files:
-        raise IngestError(f"No image files found under {root} (looked for {', '.join(sorted(images.IMAGE_SUFFIXES))})."
-                          + (f" Skipped: {skipped[0].path} ({skipped[0].reason})." if skipped else ""))
-    return files, skipped
+            dirs.append(p)
+        elif p.name in METADATA_FILES:
+            continue
+        elif p.is_file() or p.is_symlink():
+            loose.append(p)
+    return dirs, loose
+
+
+def _add_file(root: Path, path: Path, label: Any, files: list[ImageFile], skipped: list[Skipped],
+              extra: dict[str, Any] | None = None) -> None:
+    rel = path.relative_to(root).as_posix()
+    if not path.is_file():
+        skipped.append(Skipped(rel, "broken symbolic link or not a regular file"))
+    elif path.suffix.lower() not in images.IMAGE_SUFFIXES:
+        skipped.append(Skipped(rel, f"not an image file (suffix '{path.suffix}')"))
+    else:
+        files.append(ImageFile(rel, label, extra=dict(extra or {})))
+
+
+def _apply_metadata(root: Path, files: list[ImageFile], skipped: list[Skipped]) -> tuple[list[ImageFile], list[str]]:
+    """Hugging Face imagefolder metadata (metadata.csv / metadata.jsonl at the root or in a split folder): its
+    columns join each file's payload by `file_name`; an `id` column whose every value is a point id gives the ids."""
+    from .formats import read_metadata  # noqa: PLC0415 (formats imports this module)
+
+    tables = [p for folder in [root, *sorted(q for q in root.iterdir() if q.is_dir())]
+              for p in (folder / name for name in METADATA_FILES) if p.is_file()]
+    if not tables:
+        return files, []
+    by_rel: dict[str, dict[str, Any]] = {}
+    ids: dict[str, PointId] = {}
+    notes = []
+    for table in tables:
+        rows, table_ids, note = read_metadata(table, root)
+        by_rel.update(rows)
+        ids.update(table_ids)
+        notes.extend(note)
+    out = []
+    for f in files:
+        extra = {**f.extra, **by_rel.get(f.rel_path, {})}
+        out.append(ImageFile(f.rel_path, f.label, ids.get(f.rel_path, f.id), extra, f.url))
+    taken: dict[PointId, str] = {}
+    unique = []
+    for f in out:  # two files given one id: the second is skipped, not silently merged
+        if f.pid in taken:
+            skipped.append(Skipped(f.rel_path, f"its metadata id {f.pid} is already used by {taken[f.pid]}"))
+            continue
+        taken[f.pid] = f.rel_path
+        unique.append(f)
+    return unique, notes
 
 
 def _inside(root: Path, link: Path) -> bool:
@@ -185,14 +337,14 @@ def _link_inside(root: Path, link: Path) -> Skipped:
 
 
 def _walk(root: Path, folder: Path, label: str, seen: set[str], files: list[ImageFile],
-          skipped: list[Skipped]) -> None:
+          skipped: list[Skipped], extra: dict[str, Any] | None = None) -> None:
     try:
         children = sorted(folder.iterdir())
     except OSError as exc:
         skipped.append(Skipped(folder.relative_to(root).as_posix(), f"cannot read folder ({exc.strerror or exc})"))
         return
     for path in children:
-        if path.name.startswith("."):
+        if path.name.startswith(".") or (path.name in METADATA_FILES and folder.parent == root):
             continue
         rel = path.relative_to(root).as_posix()
         if path.is_symlink() and _inside(root, path):
@@ -203,13 +355,13 @@ def _walk(root: Path, folder: Path, label: str, seen: set[str], files: list[Imag
                 skipped.append(Skipped(rel, "folder already scanned (a symbolic link loop)"))
                 continue
             seen.add(real)
-            _walk(root, path, label, seen, files, skipped)
+            _walk(root, path, label, seen, files, skipped, extra)
         elif not path.is_file():
             skipped.append(Skipped(rel, "broken symbolic link or not a regular file"))
         elif path.suffix.lower() not in images.IMAGE_SUFFIXES:
             skipped.append(Skipped(rel, f"not an image file (suffix '{path.suffix}')"))
         else:
-            files.append(ImageFile(rel, label))
+            files.append(ImageFile(rel, label, extra=dict(extra or {})))
 
 
 @dataclass
@@ -228,7 +380,7 @@ def _prepare(root: Path, f: ImageFile, known_sha1: str | None, moved_sha1s: set[
     """Worker-thread step: read, hash, and (when the content is new, and not a moved file's) decode and
     preprocess."""
     try:
-        data = images.read_file(root / f.rel_path)
+        data = _read(root, f)
         sha1 = hashlib.sha1(data).hexdigest()
         if known_sha1 == sha1 or (known_sha1 is None and sha1 in moved_sha1s):
             return _Prepared(f, sha1)
@@ -238,6 +390,24 @@ def _prepare(root: Path, f: ImageFile, known_sha1: str | None, moved_sha1s: set[
         return _Prepared(f, error=str(exc))
     except Exception as exc:  # a preprocessing failure on one odd image must not end the run
         return _Prepared(f, error=f"cannot preprocess image ({type(exc).__name__}: {exc})")
+
+
+def _read(root: Path, f: ImageFile) -> bytes:
+    """The image's bytes: from the folder, or over HTTP(S) for a manifest's URL (through core.netguard: public
+    addresses only, unless an operator allowed the host or private addresses; one deadline; a size cap)."""
+    if f.url is None:
+        return images.read_file(root / f.rel_path)
+    from . import netguard
+
+    try:
+        return netguard.fetch(f.url, base_urls=[f.url], max_bytes=URL_MAX_BYTES)
+    except netguard.NotAllowed as exc:
+        raise images.BadImage(f"not fetched: {exc}") from None
+    except OSError as exc:
+        raise images.BadImage(f"cannot download ({exc})") from None
+
+
+URL_MAX_BYTES = 50_000_000
 
 
 def _ordered_prefetch(pool: ThreadPoolExecutor, items: list, fn: Callable[[Any], _Prepared],
@@ -281,14 +451,26 @@ def check_collection(store: Store, collection: str, model_name: str, dim: int | 
 def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *, base_url: str = "",
            batch_size: int = 32, workers: int = 2, max_pixels: int = 50_000_000, prune: bool = False,
            report_dir: Path | str | None = None, model_reason: str = "", cache_dir: Path | str | None = None,
-           progress: Callable[[Progress], None] | None = None) -> IngestReport:
+           progress: Callable[[Progress], None] | None = None, options: Any = None,
+           scan: Scan | None = None) -> IngestReport:
     """Embed every new or changed image and write it in batches, keeping every label edit (see the module
     docstring). Safe to re-run: unchanged files are skipped, and a run that was interrupted (even killed)
     continues where it stopped. With `cache_dir`, the folder is remembered as the collection's image root, so
-    that the app can show its images."""
-    root = Path(folder).expanduser().resolve()
-    files, skipped = scan_folder(root)
-    report = IngestReport(collection, str(root), model.name, model_reason, skipped=skipped)
+    that the app can show its images.
+
+    `folder` is any source core.formats.scan_source reads: a folder (label subfolders, split folders or flat), a
+    manifest (.csv, .tsv, .parquet) or a Hugging Face dataset folder (save_to_disk); `options` is a
+    core.formats.SourceOptions (manifest column names, where a dataset's images are extracted). A scan made
+    beforehand (to check the source before a model loads) can be passed as `scan`. Once a point exists, its label
+    belongs to the audit: a source that changes an existing image's label does not overwrite it (other columns
+    are updated)."""
+    if scan is None:
+        from .formats import scan_source
+
+        scan = scan_source(folder, options, cache_dir=cache_dir)
+    root, files, skipped = scan.root, scan.files, list(scan.skipped)
+    report = IngestReport(collection, str(folder if scan.kind in ("manifest", "hf-dataset") else root), model.name,
+                          model_reason, skipped=skipped, kind=scan.kind, notes=list(scan.notes))
     started = time.perf_counter()
 
     if not check_collection(store, collection, model.name, model.dim):
@@ -297,9 +479,12 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
     with_pixels = PIXELS in [v.name for v in store.collection_info(collection).vectors]
     if cache_dir is not None:
         thumbnails.remember_root(cache_dir, store.location, collection, root, base_url=base_url)
-    existing = store.scroll(collection, with_vectors=False, payload_keys=["sha1", "path", "label_history"])
+    extra_keys = sorted({k for f in files for k in f.extra})
+    existing = store.scroll(collection, with_vectors=False,
+                            payload_keys=["sha1", "path", "label_history", "label", *extra_keys])
     known = {pid: p.get("sha1") for pid, p in zip(existing.ids, existing.payloads)}
-    seen = {point_id(f.rel_path) for f in files}
+    existing_payload = dict(zip(existing.ids, existing.payloads)) if extra_keys else {}
+    seen = {f.pid for f in files}
     # Points whose file is gone: a new path with the same content is the same file, moved.
     gone = {pid: p for pid, p in zip(existing.ids, existing.payloads) if pid not in seen and p.get("sha1")}
     _finish_moves(store, collection, gone, existing, seen, report)
@@ -315,7 +500,7 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
     def flush() -> None:
         if not batch:
             return
-        ids = [point_id(item.file.rel_path) for item, _ in batch]
+        ids = [item.file.pid for item, _ in batch]
         vectors = model.embed_batch(torch.stack([item.tensor for item, _ in batch]))
         if not np.isfinite(vectors).all():
             raise RuntimeError("The model produced non-finite vectors; nothing from this batch was written.")
@@ -337,19 +522,23 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
 
     def flush_moves() -> None:
         if moves:
-            for item in _move(store, collection, model, moves, base, report):
+            for item in _move(store, collection, model, moves, base, report, scan.label_of_path):
                 batch.append((item, True))  # its old point vanished meanwhile: embed it as a new file
             moves.clear()
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="atlas-decode") as pool:
         moved_sha1s = frozenset(movable)
-        prepare = lambda f: _prepare(root, f, known.get(point_id(f.rel_path)), moved_sha1s, model, max_pixels)  # noqa: E731
+        prepare = lambda f: _prepare(root, f, known.get(f.pid), moved_sha1s, model, max_pixels)  # noqa: E731
         for item in _ordered_prefetch(pool, files, prepare, window=max(4, batch_size * 3)):
             done += 1
-            pid = point_id(item.file.rel_path)
+            pid = item.file.pid
             if item.error is not None:
                 report.skipped.append(Skipped(item.file.rel_path, item.error))
             elif item.tensor is None and pid in known:
+                old = existing_payload.get(pid)
+                if old is not None and any(old.get(k) != v for k, v in item.file.extra.items()):
+                    store.set_payload(collection, [pid], item.file.extra)  # the source's other columns changed
+                    report.fields_updated += 1
                 report.unchanged += 1
             elif item.tensor is None and movable.get(item.sha1):
                 moves.append((item.file, movable[item.sha1].pop(0)))
@@ -390,17 +579,22 @@ def _payloads(store: Store, collection: str, ids: list[PointId]) -> tuple[list[P
 
 
 def _image_fields(f: ImageFile, sha1: str, width: int, height: int, model_name: str, base: str) -> dict[str, Any]:
-    """The payload fields that ingest owns: everything it learns from the file."""
-    fields: dict[str, Any] = {"file_name": Path(f.rel_path).name, "path": f.rel_path, "width": width,
-                              "height": height, "sha1": sha1, "model": model_name,
+    """The payload fields that ingest owns: everything it learns from the file, and the source's other columns."""
+    name = f.rel_path.rstrip("/").rsplit("/", 1)[-1] if f.url else Path(f.rel_path).name
+    fields: dict[str, Any] = {**f.extra, "file_name": name, "width": width, "height": height, "sha1": sha1,
+                              "model": model_name,
                               "ingested_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if base:
-        fields["image_url"] = f"{base}/{quote(f.rel_path)}"
+    if f.url:
+        fields["image_url"] = f.url
+    else:
+        fields["path"] = f.rel_path
+        if base:
+            fields["image_url"] = f"{base}/{quote(f.rel_path)}"
     return fields
 
 
 def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[ImageFile, PointId]], base: str,
-          report: IngestReport) -> list[_Prepared]:
+          report: IngestReport, label_of_path: Callable[[str], Any] | None = folder_label) -> list[_Prepared]:
     """Copy each old point (vector, payload, history) to its file's new path, then delete the old point.
     Returns the files whose old point no longer exists (to be embedded as new files)."""
     old = store.retrieve(collection, [pid for _, pid in moves], vector=model.name, with_vectors=True)
@@ -417,7 +611,9 @@ def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[Imag
         payload = old.payloads[i]
         old_path = str(payload.get("path", ""))
         label = payload.get("label")
-        edited = label is not None and label != folder_label(old_path)  # the user relabelled the point
+        # the user relabelled the point: its label differs from what the source gave it (the folder, for folders)
+        given = label_of_path(old_path) if label_of_path is not None else payload.get("label_original", label)
+        edited = label is not None and label != given
         new_label = label if edited else f.label
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         entry = {"old": label, "new": new_label, "at": at, "by": INGEST_USER, "action": "move",
@@ -428,7 +624,7 @@ def _move(store: Store, collection: str, model: Embedder, moves: list[tuple[Imag
         moved.setdefault("label_original", label)
         if edited and new_label != f.label:
             report.kept_labels.append(KeptLabel(f.rel_path, old_path, str(new_label), f.label))
-        new_ids.append(point_id(f.rel_path)), rows.append(i), payloads.append(moved), moved_from.append(old_id)
+        new_ids.append(f.pid), rows.append(i), payloads.append(moved), moved_from.append(old_id)
     if new_ids:
         # Write the new point before deleting the old one: a crash in between leaves both, and the next run
         # deletes the old one (_finish_moves); the other order could lose the point.

@@ -115,8 +115,8 @@ def test_prune_removes_points_of_deleted_files(fruit, store):
 
 @pytest.mark.parametrize("make, message", [
     (lambda root: root / "missing", "does not exist"),
-    (lambda root: root, "is empty"),
-    (lambda root: (root / "a.png").write_bytes(b"x") and root, "no subfolders"),
+    (lambda root: root, "is empty.*one subfolder per label.*manifest.*Hugging Face"),
+    (lambda root: (root / "a.txt").write_text("x") and root, "No image files.*a folder of images without subfolders"),
     (lambda root: (root / "apple").mkdir() or (root / "apple" / "a.txt").write_text("x") and root, "No image files"),
 ])
 def test_bad_folders_get_clear_messages(tmp_path, make, message):
