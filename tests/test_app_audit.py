@@ -219,29 +219,78 @@ def test_a_fixed_near_duplicate_cosine_is_passed_only_when_chosen(colors_env):
     assert summary["rule"] == "fixed" and summary["similarity"] == 0.95
 
 
-def test_a_decision_re_ranks_the_rest_with_it(ambiguous_env):
+def _reranked(at: AppTest):
+    """Wait for the background re-rank a decision started, then draw: the page swaps the new ranking in."""
+    pending = at.session_state["audit_rerank"]
+    assert pending["job"].wait(60)
+    at.run()
+    assert not at.exception, at.exception
+    return at.session_state["audit_report"][1]
+
+
+def test_a_decision_re_ranks_the_rest_in_the_background(ambiguous_env):
+    from core.audit import computed
+
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at.switch_page("app_pages/audit.py").run()
     _run_with(at, "Recall-first")
     assert not any("Re-ranked using" in c.value for c in at.caption)
     before = at.session_state["audit_report"][1]
     first = before.suspects("label").iloc[0]
+    flagged = _flagged(at)
     at.button(key=f"audit_pt_{first.name}_confirm").click().run()  # "Mark correct": the label is right
     assert not at.exception, at.exception
-    after = at.session_state["audit_report"][1]
+    # the click did not wait for the refit: the same report, the decided point gone from the list and the count
+    assert at.session_state["audit_report"][1] is before
+    assert "audit_rerank" in at.session_state
+    assert f"audit_pt_{first.name}_confirm" not in [b.key for b in at.button]
+    assert [m.value for m in at.metric if m.label == "Label issues"] == [f"{flagged - 1:,}"]
+    store = get_store("", "", str(ambiguous_env))
+    assert store.retrieve("colors", [first.id]).payloads[0]["label_history"][-1]["action"] == "confirm"
+    after = _reranked(at)
     assert after is not before and not after.cached  # refitted with the decision
     row = after.table[after.table["id"] == first.id].iloc[0]
     assert bool(row.trusted) and not row.is_label_issue
     assert after.results["label"].summary["trusted"] == 1
+    assert "audit_rerank" not in at.session_state
     assert any("Re-ranked using 1 of your decisions" in c.value for c in at.caption), [c.value for c in at.caption]
+    # Run audit with nothing changed since: the report from memory, no audit computed
+    runs = computed["audits"]
+    at.button(key="audit_run").click().run()
+    assert at.session_state["audit_report"][1].cached and computed["audits"] == runs
     # with re-ranking after each decision off, the report waits for the user's re-run
     at.toggle(key="audit_auto_rerank").set_value(False).run()
-    second = after.suspects("label").iloc[0]
+    current = at.session_state["audit_report"][1]
+    second = current.suspects("label").iloc[0]
     at.button(key=f"audit_pt_{second.name}_confirm").click().run()
-    assert at.session_state["audit_report"][1] is after
+    assert at.session_state["audit_report"][1] is current and "audit_rerank" not in at.session_state
     at.button(key="audit_rerun").click().run()
-    assert at.session_state["audit_report"][1].results["label"].summary["trusted"] == 2
+    assert _reranked(at).results["label"].summary["trusted"] == 2
     assert any("Re-ranked using 2 of your decisions" in c.value for c in at.caption)
+
+
+def test_accept_writes_at_once_and_undo_puts_it_back_without_a_synchronous_audit(colors_env):
+    from core.audit import computed
+
+    at = _audit()
+    odd = _row(at, "blue/odd.png")
+    runs = computed["audits"]
+    at.button(key=f"audit_pt_{odd.name}_accept").click().run()
+    assert not at.exception, at.exception
+    store = get_store("", "", str(colors_env))
+    payload = store.retrieve("colors", [odd.id]).payloads[0]
+    assert payload["label"] == "red" and payload["label_original"] == "blue"
+    assert payload["label_history"][-1]["action"] == "relabel"
+    assert f"audit_pt_{odd.name}_accept" not in [b.key for b in at.button]  # the row left the list
+    at.session_state["audit_rerank"]["job"].wait(60)
+    at.button(key="audit_undo").click().run()
+    assert not at.exception, at.exception
+    assert store.retrieve("colors", [odd.id]).payloads[0]["label"] == "blue"
+    assert at.session_state["audit_changes"] == []
+    assert f"audit_pt_{odd.name}_accept" in [b.key for b in at.button]  # back in the list
+    _reranked(at)
+    # one refit per decision (the accept's, the undo's), each on a background thread; none on the click's path
+    assert computed["audits"] - runs <= 2
 
 
 def test_calibration_helpers_draw_per_class_figures_and_the_curve():

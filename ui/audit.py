@@ -4,6 +4,10 @@ Every action runs in a widget callback (on_click): once per click, before the re
 from a widget on every rerun and acted on would write again on every rerun."""
 from __future__ import annotations
 
+import functools
+import io
+import threading
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -11,11 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from core import labels as label_ops
-from core import settings
-from core.audit import AuditReport, run_audit
+from core import settings, thumbnails
+from core.audit import AuditReport
+from core.audit.jobs import AuditJob, start_audit
 from core.audit.calibration import PRECISION_FIRST, RECALL_FIRST
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
+from ui.common import Context
 from ui.maps import array_cache
 from ui.text import md_escape, plural
 
@@ -53,36 +59,158 @@ def audit_request(collection: str, label_field: str | None, checks: list[str], k
             else None}
 
 
+def current_request(collection: str, label_field: str | None) -> dict[str, Any]:
+    """The request the page's controls make now, read from the session."""
+    get = st.session_state.get
+    return audit_request(
+        collection, label_field, get("audit_checks", ["label", "outlier", "duplicate"]), get("audit_k", 10),
+        get("audit_operating_point", "Balanced"), get("audit_target_precision"), get("audit_threshold"),
+        get("audit_duplicate_rule", ADAPTIVE), get("audit_similarity"))
+
+
 def request_audit(collection: str, label_field: str | None) -> None:
     """Callback of Run audit: run it on the next draw (even when nothing changed) with the controls' values as they
     are at the click; read from the session, not passed at draw time, since a value changed together with the
     click (typed, then clicked) reaches the callback only there."""
-    get = st.session_state.get
-    st.session_state["audit_request"] = audit_request(
-        collection, label_field, get("audit_checks", ["label", "outlier", "duplicate"]), get("audit_k", 10),
-        get("audit_operating_point", "Balanced"), get("audit_target_precision"), get("audit_threshold"),
-        get("audit_duplicate_rule", ADAPTIVE), get("audit_similarity"))
+    st.session_state["audit_request"] = current_request(collection, label_field)
     st.session_state["audit_force"] = True
 
 
-def rerank() -> None:
-    """Callback: run the audit again with the labels as they are now (decisions become trusted labels)."""
-    st.session_state["audit_force"] = True
+def audit_options(request: dict[str, Any]) -> dict[str, Any]:
+    """run_audit's arguments for a request (audit_request), with the settings that apply to every audit."""
+    return dict(label_field=request["label_field"], checks=request["checks"], k=request["k"],
+                threshold=request["threshold"], operating_point=request["operating_point"],
+                duplicate_similarity=request["similarity"],
+                unknown_labels=[u.strip() for u in settings.get("ATLAS_UNKNOWN_LABELS").split(",")],
+                max_points=settings.get("ATLAS_MAP_MAX_POINTS"), cache=array_cache())
 
 
-def audit_with_status(store, collection: str, label_field: str | None, checks: list[str], k: int,
-                      threshold: float | None, similarity: float | None,
-                      operating_point: str | float = "balanced") -> AuditReport:
-    with st.status("Auditing…", expanded=False) as status:
-        bar = st.progress(0.0)
-        report = run_audit(store, collection, label_field=label_field, checks=checks, k=k, threshold=threshold,
-                           operating_point=operating_point, duplicate_similarity=similarity,
-                           unknown_labels=[u.strip() for u in settings.get("ATLAS_UNKNOWN_LABELS").split(",")],
-                           max_points=settings.get("ATLAS_MAP_MAX_POINTS"), cache=array_cache(),
-                           progress=lambda what, f: bar.progress(min(1.0, f), text=what))
-        status.update(label=f"Audited {plural(len(report.points), 'point')} "
-                            f"({'from cache' if report.cached else f'in {report.seconds:.1f} s'})", state="complete")
-    return report
+def start_job(store: Store, request: dict[str, Any]) -> AuditJob:
+    return start_audit(store, request["collection"], **audit_options(request))
+
+
+def prefetch(store: Store, request: dict[str, Any], points: int) -> None:
+    """Start the audit the controls ask for when the page opens, once per session and collection, so that Run audit
+    usually finds it done (run_audit shares an audit under way and keeps finished ones in memory). Only where an
+    audit is quick: on a large collection it would take the cores before anyone asked."""
+    if points > AUTO_RERANK_MAX_POINTS or st.session_state.get("audit_prefetched") == request["collection"]:
+        return
+    st.session_state["audit_prefetched"] = request["collection"]
+    start_job(store, request)
+
+
+def wait_with_status(job: AuditJob) -> AuditReport:
+    """Wait for a job on the script's thread, showing its progress. A click meanwhile interrupts only the waiting
+    (Streamlit stops the script at the next progress update); the audit goes on, and the next draw waits again."""
+    if not job.wait(0.3):  # a cached or shared audit is back at once: no status box to flash
+        with st.status("Auditing…", expanded=False) as status:
+            bar = st.progress(0.0)
+            while not job.wait(0.25):
+                what, fraction = job.progress
+                bar.progress(min(1.0, max(0.0, fraction)), text=what)
+            status.update(label="Audited", state="complete")
+    return job.result()
+
+
+def audit_now(store: Store, request: dict[str, Any]) -> AuditReport:
+    """Run audit: the report for the labels as they are now (from memory when nothing changed)."""
+    return wait_with_status(start_job(store, request))
+
+
+# --- re-ranking after decisions, off the click's path -------------------------------------------------------------
+def start_rerank(store: Store, force: bool = False) -> None:
+    """After a decision: refit the audit with the labels as they are now, in the background; the click does not wait.
+    One re-rank at a time per session: decisions made while one runs are picked up by the next (collect_rerank)."""
+    held = st.session_state.get("audit_report")
+    if held is None or not (force or st.session_state.get("audit_auto_rerank", True)):
+        return
+    pending = st.session_state.get("audit_rerank")
+    if pending is not None and not pending["job"].done():
+        pending["again"] = True
+        return
+    st.session_state["audit_rerank"] = {"job": start_job(store, held[0]), "request": held[0], "version": version(),
+                                        "again": False}
+
+
+def rerank(store: Store) -> None:
+    """Callback of the Changes tab's re-run button: re-rank now, whatever the auto re-rank toggle says."""
+    start_rerank(store, force=True)
+
+
+def collect_rerank(store: Store) -> bool:
+    """Swap in a finished re-rank's report (the page draws it); start the next one when decisions came meanwhile.
+    Whether a report was swapped in."""
+    pending = st.session_state.get("audit_rerank")
+    if pending is None or not pending["job"].done():
+        return False
+    del st.session_state["audit_rerank"]
+    held = st.session_state.get("audit_report")
+    if held is None or held[0] != pending["request"]:  # another audit was asked for meanwhile
+        return False
+    if pending["job"].error is not None:
+        _say("error", f"Re-ranking failed: {pending['job'].error}")
+        return False
+    st.session_state["audit_report"] = (held[0], pending["job"].result())
+    if pending["again"] or version() != pending["version"]:
+        start_rerank(store, force=True)
+    return True
+
+
+def reranking() -> dict[str, Any] | None:
+    return st.session_state.get("audit_rerank")
+
+
+@st.fragment(run_every=1.0)
+def rerank_progress() -> None:
+    """While a re-rank runs: say so, and when it is done rerun the page, whose first step swaps the new ranking in.
+    Polls once a second, and only while drawn (only while a re-rank is pending)."""
+    pending = reranking()
+    if pending is None:
+        return
+    if pending["job"].done():
+        st.rerun()
+    decisions = len(st.session_state.get("audit_changes", []))
+    what, fraction = pending["job"].progress
+    st.caption(f"Re-ranking with your {plural(decisions, 'decision')}… ({what}, {fraction:.0%}). The list below "
+               "already leaves out what you decided; the new ranking replaces it when ready.")
+
+
+# Thumbnails as encoded bytes, kept in memory: a page draw shows ~150 of them, and reading each from the disk cache
+# and re-encoding it for st.image took a third of a draw. Keyed by where the image comes from and its content hash.
+_thumbs: OrderedDict[tuple, bytes] = OrderedDict()
+_thumbs_lock = threading.Lock()
+THUMBS_KEPT = 4096
+
+
+def _jpeg(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=8)
+def _placeholder(size: int) -> bytes:
+    return _jpeg(thumbnails.placeholder(size))
+
+
+def thumb_bytes(payload: dict, ctx: Context, size: int) -> bytes:
+    """ui.common.thumb as JPEG bytes, remembered; a missing image (not remembered: it may appear) a placeholder."""
+    key = (ctx.image_root, tuple(ctx.image_base_urls or ()), size, payload.get("sha1"),
+           *(str(payload.get(k)) for k in ("path", "image_url", "url", "image")))
+    with _thumbs_lock:
+        if key in _thumbs:
+            _thumbs.move_to_end(key)
+            return _thumbs[key]
+    img = thumbnails.thumbnail(payload, ctx.image_root, size=size,
+                               cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs", base_urls=ctx.image_base_urls)
+    if img is None:
+        return _placeholder(size)
+    data = _jpeg(img)
+    with _thumbs_lock:
+        _thumbs[key] = data
+        while len(_thumbs) > THUMBS_KEPT:
+            _thumbs.popitem(last=False)
+    return data
 
 
 def calibration_table(calibration: dict[str, Any]) -> pd.DataFrame:
@@ -121,6 +249,12 @@ def duplicate_caption(summary: dict[str, Any]) -> str:
     else:
         how = f"fixed rule: cosine ≥ {summary.get('similarity', 0):.3f}"
     return f"{found}; {how}. Groups whose members carry different labels come first."
+
+
+def open_issues(report: AuditReport, check: str, done: set) -> pd.DataFrame:
+    """A check's flagged points that nobody decided on in this session, worst first."""
+    suspects = report.suspects(check)
+    return suspects[~suspects["id"].isin(done)] if done else suspects
 
 
 def record(changes: list[label_ops.Change]) -> None:
@@ -173,8 +307,8 @@ def _run(op: Callable[..., list[label_ops.Change]], store: Store, collection: st
         _say("error", str(e))
         return None
     record(changes)
-    if changes and st.session_state.get("audit_auto_rerank", True):
-        rerank()  # the decisions are trusted labels now: refit and re-rank the rest on the next draw
+    if changes:
+        start_rerank(store)  # the decisions are trusted labels now: refit and re-rank the rest, in the background
     return changes
 
 
@@ -215,8 +349,7 @@ def undo_last(store: Store, label_field: str) -> None:
     st.session_state["audit_changes"] = [c for c in changes if not any(c is s for s in step)]
     st.session_state["audit_kept"] = st.session_state.get("audit_kept", set()) - {c.id for c in step}
     st.session_state["audit_version"] = version() + 1
-    if st.session_state.get("audit_auto_rerank", True):
-        rerank()
+    start_rerank(store)
     _say("success", f"Undid {plural(len(step), 'change')}.")
 
 

@@ -51,6 +51,18 @@ class AuditReport:
 
 _memory: OrderedDict[str, AuditReport] = OrderedDict()
 _memory_lock = threading.Lock()
+# Audits being computed now, by key: a second caller (another session, a prefetch and a click) waits for the first
+# and shares its result instead of computing the same audit twice on the same cores.
+_inflight: dict[str, "_Flight"] = {}
+# How many audits were computed (not served from memory) in this process: lets tests see that a click did not
+# recompute one, without timing it.
+computed = {"audits": 0}
+
+
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    progress: tuple[str, float] = ("reading points", 0.0)
 
 
 def _label_state(points: PointSet, label_field: str | None) -> str:
@@ -92,12 +104,38 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
     pts = load_points(store, collection, vector, filter, max_points)
     key = key_of("audit", pts.fingerprint, _label_state(pts, label_field), list(checks), k, threshold,
                  operating_point, duplicate_similarity, sorted(unknown))
+    while True:
+        with _memory_lock:
+            if key in _memory:
+                _memory.move_to_end(key)
+                hit = _memory[key]
+                return AuditReport(pts, label_field, hit.table, hit.results, hit.knn, time.perf_counter() - started,
+                                   True, hit.notes)
+            flight = _inflight.get(key)
+            if flight is None:
+                flight = _inflight[key] = _Flight()
+                break
+        while not flight.done.wait(0.2):  # the same audit is under way elsewhere: show its progress, then share it
+            say(*flight.progress)
+    try:
+        return _compute(store, collection, pts, key, label_field, checks, k, filter, threshold, operating_point,
+                        duplicate_similarity, unknown, cache, started, say, flight)
+    finally:
+        with _memory_lock:
+            _inflight.pop(key, None)
+        flight.done.set()
+
+
+def _compute(store: Store, collection: str, pts: PointSet, key: str, label_field: str | None,
+             checks: Sequence[str], k: int, filter: Filter | None, threshold: float | None,
+             operating_point: str | float, duplicate_similarity: float | None, unknown: set[str],
+             cache: ArrayCache | None, started: float, progress: Progress, flight: _Flight) -> AuditReport:
+    def say(what: str, fraction: float) -> None:
+        flight.progress = (what, fraction)
+        progress(what, fraction)
+
     with _memory_lock:
-        if key in _memory:
-            _memory.move_to_end(key)
-            hit = _memory[key]
-            return AuditReport(pts, label_field, hit.table, hit.results, hit.knn, time.perf_counter() - started,
-                               True, hit.notes)
+        computed["audits"] += 1
     say("reading vectors", 0.05)
     vectors = load_vectors(store, pts, filter)
     views = {}  # more evidence per point for the label check: the pixel view that ingest stores (core.pixels)

@@ -1,0 +1,59 @@
+"""Audits computed in a background thread, so that a page stays responsive while one runs: the page starts a job,
+reads its progress whenever it draws, and takes the report once it is done. A click, a rerun or leaving the page
+never stops the work (a Streamlit rerun would interrupt an audit computed on the script's own thread, and the next
+draw would start it again from scratch).
+
+Identical audits are computed once however many jobs ask for them (run_audit shares one that is under way)."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from . import AuditReport, Progress, run_audit
+
+
+class AuditJob:
+    """One audit on its own daemon thread; every attribute is safe to read from any thread."""
+
+    def __init__(self, compute: Callable[[Progress], AuditReport], name: str = "audit") -> None:
+        self.progress: tuple[str, float] = ("starting", 0.0)
+        self.report: AuditReport | None = None
+        self.error: BaseException | None = None
+        self.started = time.time()
+        self._compute = compute
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"atlas-{name}", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            self.report = self._compute(self._say)
+        except BaseException as e:  # kept for the page to show: a thread's exception would otherwise vanish
+            self.error = e
+        finally:
+            self._done.set()
+
+    def _say(self, what: str, fraction: float) -> None:
+        self.progress = (what, fraction)
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the job is done, waiting up to `timeout` seconds (None: until it is)."""
+        return self._done.wait(timeout)
+
+    def result(self) -> AuditReport:
+        """The report; the job's exception if it failed. Only once done()."""
+        if not self.done():
+            raise RuntimeError("The audit is still running.")
+        if self.error is not None:
+            raise self.error
+        assert self.report is not None
+        return self.report
+
+
+def start_audit(store: Any, collection: str, **options: Any) -> AuditJob:
+    """run_audit(store, collection, **options) on a background thread; progress goes to the job."""
+    return AuditJob(lambda say: run_audit(store, collection, progress=say, **options), name=f"audit-{collection}")
