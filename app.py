@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.auth import AuthConfigError
-from ui import auth
+from ui import auth, warm
 from ui.common import sidebar
 
 st.set_page_config(page_title="Image Atlas", page_icon=":material/scatter_plot:", layout="wide")
@@ -31,4 +31,8 @@ page = st.navigation(pages)
 st.sidebar.title("Image Atlas")
 auth.sidebar_user()
 st.session_state["ctx"] = sidebar()
-page.run()
+try:
+    page.run()
+finally:
+    # once per server process, after the first page is out: the other pages' heavy imports, off the click path
+    warm.start()

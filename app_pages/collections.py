@@ -59,11 +59,11 @@ if s.unlabeled:
                + (f" or labeled {md_escape(', '.join(repr(v) for v in named))}, which mean no label"
                   " (ATLAS_UNKNOWN_LABELS)" if named else "")
                + ". The Audit page suggests labels for them (Unlabeled tab).")
-left, right = st.columns([2, 1])
-with left:
-    st.bar_chart(counts, x="label", y="points", horizontal=True, sort="-points")
-with right:
-    st.dataframe(counts, hide_index=True, width="stretch", key="label_counts")
+# one table with the counts drawn as bars in it: a separate bar chart loaded the Vega-Lite bundle into every new
+# browser session (about a second of the first load) for the same numbers
+st.dataframe(counts, hide_index=True, width="stretch", key="label_counts", column_config={
+    "points": st.column_config.ProgressColumn("points", format="%d", min_value=0,
+                                              max_value=int(counts["points"].max()) if len(counts) else 1)})
 
 st.subheader("Samples per label")
 shown = list(s.labels)[:MAX_LABELS_WITH_SAMPLES]

@@ -8,7 +8,7 @@ from core.projection import params_from
 from ui.common import gallery, require_collection
 from ui.maps import map_with_status
 from ui.state import seed_from_url, write_url
-from ui.text import md_escape
+from ui.text import md_escape, plural
 
 PAGE_SIZE = 48
 
@@ -26,6 +26,12 @@ if st.session_state.get("explore_color") not in keys:
 redraw_from_url = st.query_params.get("map") == "1" and not st.session_state.get("_explore_url_drawn")
 st.session_state["_explore_url_drawn"] = True
 
+# each method's settings are drawn only while it is chosen: keep the others' values across the runs without them
+for kept in ("explore_nn", "explore_min_dist", "explore_perplexity"):
+    if kept in st.session_state:
+        st.session_state[kept] = st.session_state[kept]
+# outside the form, so that the form shows the chosen method's settings only (a form reruns only on submit)
+method = st.radio("Projection", METHODS, horizontal=True, key="explore_method")
 with st.form("explore_form"):
     c1, c2, c3 = st.columns(3)
     vector = c1.selectbox("Vector", [v.name for v in s.embeddings], key="explore_vector",
@@ -40,11 +46,18 @@ with st.form("explore_form"):
     labels = f1.multiselect("Only these labels", list(s.labels), key="explore_labels") if ctx.label_field else []
     extra_key = f2.selectbox("Also filter on field", ["(no filter)"] + s.payload_keys, key="explore_filter_key")
     extra_value = f3.text_input("…equal to", key="explore_filter_value")
-    m1, m2, m3 = st.columns(3)
-    method = m1.radio("Projection", METHODS, horizontal=True, key="explore_method")
-    n_neighbors = m2.slider("UMAP n_neighbors", 2, 200, 15, key="explore_nn")
-    min_dist = m3.slider("UMAP min_dist", 0.0, 0.99, 0.1, key="explore_min_dist")
-    perplexity = m2.slider("t-SNE perplexity", 2, 100, 30, key="explore_perplexity")
+    m1, m2 = st.columns(2)
+    # the other method's values stay in the session (and in the request: they do not change its map)
+    n_neighbors = st.session_state.get("explore_nn", 15)
+    min_dist = st.session_state.get("explore_min_dist", 0.1)
+    perplexity = st.session_state.get("explore_perplexity", 30)
+    if method == "UMAP":
+        n_neighbors = m1.slider("UMAP n_neighbors", 2, 200, 15, key="explore_nn")
+        min_dist = m2.slider("UMAP min_dist", 0.0, 0.99, 0.1, key="explore_min_dist")
+    elif method == "t-SNE":
+        perplexity = m1.slider("t-SNE perplexity", 2, 100, 30, key="explore_perplexity")
+    else:
+        m1.caption("PCA has no settings: the two directions of largest variance, computed at once.")
     drawn = st.form_submit_button("Draw map", type="primary")
 
 if drawn or (redraw_from_url and "explore_request" not in st.session_state):
@@ -99,7 +112,7 @@ pts = result.points
 if len(pts) == 0:
     st.warning("No point matches this filter. Remove a label or field filter and draw again.")
     st.stop()
-st.caption(f"Showing {len(pts):,} of {pts.total:,} points" + (" (a seeded sample)" if len(pts) < pts.total else ""))
+st.caption(f"Showing {len(pts):,} of {plural(pts.total, 'point')}" + (" (a seeded sample)" if len(pts) < pts.total else ""))
 for note in result.notes:
     st.info(md_escape(note))
 
@@ -112,7 +125,7 @@ if not rows:
     st.caption("Click a point, or select with the box or lasso tool, to see the images.")
     st.stop()
 
-st.subheader(f"Selection: {len(rows):,} points")
+st.subheader(f"Selection: {plural(len(rows), 'point')}")
 table = selection_table(pts, result.coords, rows, ctx.label_field)
 b1, b2 = st.columns(2)
 b1.download_button("Export selection (CSV)", to_csv(table), f"{s.name}-selection.csv", "text/csv",

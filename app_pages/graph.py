@@ -1,3 +1,5 @@
+import uuid
+
 import pandas as pd
 import streamlit as st
 
@@ -99,12 +101,22 @@ def build(req: dict):
 
 
 def graph_key(req: dict, expand: list) -> tuple:
-    """What a drawn graph depends on: the request, the nodes expanded so far, and the collection's data (a relabel
-    or an ingest changes the label counts or the point count)."""
+    """What a drawn graph depends on: the connection, the request, the nodes expanded so far, and the collection's
+    data (a relabel or an ingest changes the label counts or the point count; an audit action in this session
+    makes its graphs its own)."""
     base = {k: v for k, v in req.items() if k != "expand"}
     ex = st.session_state.get("explore_request") if req["layout"] == "Explore map coordinates" else None
-    return (repr(base), repr(ex), tuple(map(repr, expand)), ctx.label_field, s.points, tuple(s.labels.items()),
-            len(st.session_state.get("audit_changes", [])))
+    version = st.session_state.get("audit_version", 0)
+    revision = (st.session_state.setdefault("_session_token", uuid.uuid4().hex), version) if version else ()
+    return (ctx.store.location, s.name, repr(base), repr(ex), tuple(map(repr, expand)), ctx.label_field, s.points,
+            tuple(s.labels.items()), revision)
+
+
+@st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
+def shared_graph(key: tuple, _make) -> Graph:
+    """Graphs shared by every session of this server (a new session drawing the same graph gets it at once).
+    Graph objects are never changed in place: an expansion makes a new one."""
+    return _make()
 
 
 def cached_graph(req: dict, expand: list | None = None) -> Graph:
@@ -115,14 +127,17 @@ def cached_graph(req: dict, expand: list | None = None) -> Graph:
     key = graph_key(req, expand)
     if key in cache:
         return cache[key]
-    if expand:
-        prev = cached_graph(req, expand[:-1])
-        row = prev.ids.index(expand[-1]) if expand[-1] in prev.ids else None
-        graph = prev if row is None else expand_graph(ctx.store, s.name, prev, row, ctx.label_field, k=req["k"],
-                                                      tree=req["tree"])
-    else:
-        graph = build(req)
-    st.session_state["graph_builds"] = st.session_state.get("graph_builds", 0) + 1
+
+    def make() -> Graph:
+        st.session_state["graph_builds"] = st.session_state.get("graph_builds", 0) + 1
+        if expand:
+            prev = cached_graph(req, expand[:-1])
+            row = prev.ids.index(expand[-1]) if expand[-1] in prev.ids else None
+            return prev if row is None else expand_graph(ctx.store, s.name, prev, row, ctx.label_field, k=req["k"],
+                                                         tree=req["tree"])
+        return build(req)
+
+    graph = shared_graph(key, make)
     while len(cache) >= 6:  # a few graphs: the current one and the steps of its expansion
         cache.pop(next(iter(cache)))
     cache[key] = graph

@@ -3,7 +3,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import images, settings
+from core import images, models, settings
 from core.catalog import payload_text
 from core.exporting import to_csv
 from core.figures import group_names, map_figure
@@ -77,10 +77,19 @@ with tab_image:
                                                                  settings.get("ATLAS_MAX_IMAGE_PIXELS")),
                            started=started, **opts))
 with tab_text:
+    # decided without loading the model (a second or more on a page's first open): EfficientNet has no text
+    # encoder, CLIP models have one when their weights are found; the first text search loads the model
     try:
-        text_ok = get_model().supports_text
+        if models.is_model_name(vector):
+            models.choose(vector, settings.get("ATLAS_CLIP_WEIGHTS"))
+            text_ok = vector != models.EFFNET
+        else:
+            text_ok = get_model().supports_text  # raises: not a model this tool knows
         text_why = "" if text_ok else (f"The model '{md_escape(vector)}' has no text encoder, so text search is off. "
                                        "Collections ingested with clip-vit-b-32 support it.")
+    except models.ModelError as exc:
+        text_ok, text_why = False, md_escape(f"This collection was built with '{vector}', whose weights are not "
+                                             f"available here: {exc}")
     except SearchError as exc:
         text_ok, text_why = False, md_escape(exc)
     if text_why:

@@ -15,6 +15,14 @@ from .colors import CONFLICT_COLOR, HOVER_LABEL, PALETTE, SUSPECT_SYMBOL, LabelC
 MAX_GROUPS = len(PALETTE) + 1  # legend entries: a colour per label, then the rest drawn together as "(other)"
 # Point ids (36-character UUIDs) double the figure's size; above this many points hover shows label + file only.
 HOVER_IDS_UP_TO = 20_000
+# Up to this many points a map is drawn as SVG, above it with WebGL. WebGL pays a fixed start (a GL context, shader
+# compiles: 0.5-1 s in a browser without a GPU) that SVG does not; SVG slows down with the point count instead.
+SVG_UP_TO = 5_000
+
+
+def scatter_class(n: int):
+    """go.Scatter (SVG) for small plots, go.Scattergl (WebGL) for large ones (see SVG_UP_TO)."""
+    return go.Scatter if n <= SVG_UP_TO else go.Scattergl
 
 
 def plotly_text(value: Any) -> str:
@@ -61,20 +69,21 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
     fig = go.Figure()
     trace_rows: list[np.ndarray] = []
     marker_size = 6 if n < 5_000 else 4 if n < 30_000 else 3
+    trace = scatter_class(n)
     for name in colors.order(groups):
         rows = np.flatnonzero(groups_arr == name)
         # a numpy array, not a list: Plotly validates lists item by item (17x slower at 100k points)
         text = np.asarray([plotly_text(file_names[r]) + (f"<br>id {plotly_text(ids[r])}" if with_ids else "")
                            for r in rows])
         # the name goes in through fullData, not into the template: a label holding %{x} is not a placeholder
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(trace(
             x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name), text=text,
             hovertemplate="%{text}<extra>%{fullData.name}</extra>",
             marker={"size": marker_size, "opacity": 0.8, "color": colors.color(name)}))
         trace_rows.append(rows)
     for name, rows in (highlight or {}).items():
         rows = np.asarray(rows, dtype=np.int64)
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(trace(
             x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(name),
             hoverinfo="skip", marker={"size": marker_size + 6, "symbol": SUSPECT_SYMBOL, "color": CONFLICT_COLOR,
                                       "line": {"width": 2}}))

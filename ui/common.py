@@ -1,14 +1,19 @@
 """Connection sidebar, shared context and small render helpers. Pages call these and core; nothing else."""
 from __future__ import annotations
 
+import functools
+import io
 import json
+import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import streamlit as st
 
 from core import netguard, paths, settings, thumbnails
-from core.catalog import CollectionSummary, payload_text, summarize
+from core.catalog import CollectionSummary, payload_text, summarize, unknown_labels
 from core.store import Store, StoreError, open_store
 from ui.auth import can
 from ui.state import seed_from_url, write_url
@@ -31,6 +36,31 @@ class Context:
 def get_store(url: str, api_key: str, path: str, connect_url: str = "") -> Store:
     # One store per connection for the whole server: the embedded engine allows one opener per folder.
     return open_store(url, api_key, path, connect_url)
+
+
+# How long a collection's summary (label counts, payload keys: a scan of the store) is reused across reruns and
+# sessions. A change made in this session (an ingest changes the point count; an audit action bumps
+# audit_version) is seen at once; one made elsewhere (another session, the CLI) within this many seconds.
+SUMMARY_TTL_S = 20
+
+
+@st.cache_data(ttl=SUMMARY_TTL_S, max_entries=64, show_spinner=False)
+def _summary(_store: Store, location: str, name: str, label_field: str | None, points: int,
+             unknown: tuple[str, ...], revision: tuple) -> CollectionSummary:
+    return summarize(_store, name, label_field, unknown=list(unknown))
+
+
+def collection_summary(store: Store, name: str, label_field: str | None = None,
+                       points: int | None = None) -> CollectionSummary:
+    """core.catalog.summarize, computed once and reused by the reruns of every page (see SUMMARY_TTL_S). `points`:
+    the collection's point count as just listed (part of the key: an ingest or a delete changes it)."""
+    if points is None:
+        points = store.collection_info(name).points
+    version = st.session_state.get("audit_version", 0)
+    # after an audit action in this session, its summaries are its own: another session's older entry at the same
+    # version number must not be reused
+    revision = (st.session_state.setdefault("_session_token", uuid.uuid4().hex), version) if version else ()
+    return _summary(store, store.location, name, label_field, points, tuple(unknown_labels()), revision)
 
 
 class ConnectionRefused(Exception):
@@ -155,7 +185,9 @@ def sidebar() -> Context | None:
     try:
         # three arguments unless pinned: the cache key is the arguments as passed, and pages share this handle
         store = get_store(url, api_key, path, connect_url) if connect_url else get_store(url, api_key, path)
-        collections = [c.name for c in store.list_collections()]
+        infos = store.list_collections()
+        collections = [c.name for c in infos]
+        point_counts = {c.name: c.points for c in infos}
     except StoreError as exc:
         sb.error(f"Not connected: {md_escape(exc)}")
         return None
@@ -172,7 +204,7 @@ def sidebar() -> Context | None:
         st.session_state["collection"] = collections[0]
     name = sb.selectbox("Collection", collections, key="collection")
     try:
-        summary = summarize(store, name)
+        summary = collection_summary(store, name, points=point_counts.get(name))
     except StoreError as exc:  # a collection this tool cannot read must not take down every page's sidebar
         sb.error(f"Cannot read collection '{md_escape(name)}': {md_escape(exc)}")
         return Context(store, None, None, None, None)
@@ -186,7 +218,7 @@ def sidebar() -> Context | None:
         label_field = sb.selectbox("Label field", options, key=field_key,
                                    help="The payload key that holds each image's label.")
         if label_field != detected:
-            summary = summarize(store, name, label_field)
+            summary = collection_summary(store, name, label_field, points=point_counts.get(name))
     else:
         label_field = None
     write_url(collection=name, label_field=label_field if label_field != detected else None)
@@ -206,21 +238,58 @@ def sidebar() -> Context | None:
                    thumbnails.recall_base_urls(cache_dir, store.location, name))
 
 
-def thumb(payload: dict, ctx: Context, size: int = 160):
+# Thumbnails as JPEG bytes, kept in memory for the whole server: a page shows dozens, and reading each from the disk
+# cache and re-encoding it for st.image on every rerun was a good part of a page's run. Keyed by where the image
+# comes from and its content hash (sha1 from ingest).
+_thumbs: OrderedDict[tuple, bytes] = OrderedDict()
+_thumbs_lock = threading.Lock()
+THUMBS_KEPT = 4096
+
+
+def _jpeg(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=8)
+def _placeholder(size: int) -> bytes:
+    return _jpeg(thumbnails.placeholder(size))
+
+
+def thumb(payload: dict, ctx: Context, size: int = 160) -> bytes:
+    """The point's thumbnail as JPEG bytes (st.image shows them as they are), remembered; a placeholder when the
+    image cannot be found (not remembered: it may appear)."""
+    key = (ctx.image_root, tuple(ctx.image_base_urls or ()), size, str(payload.get("sha1")),
+           *(str(payload.get(k)) for k in ("path", "image_url", "url", "image")))
+    with _thumbs_lock:
+        if key in _thumbs:
+            _thumbs.move_to_end(key)
+            return _thumbs[key]
     img = thumbnails.thumbnail(payload, ctx.image_root, size=size, cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs",
                                base_urls=ctx.image_base_urls)
-    return img if img is not None else thumbnails.placeholder(size)
+    if img is None:
+        return _placeholder(size)
+    data = _jpeg(img)
+    with _thumbs_lock:
+        _thumbs[key] = data
+        while len(_thumbs) > THUMBS_KEPT:
+            _thumbs.popitem(last=False)
+    return data
 
 
 def gallery(payloads: list[dict], ctx: Context, label_field: str | None, columns: int = 6, size: int = 128) -> None:
-    """Thumbnails with label and file name as plain text (payload values are user data)."""
-    cols = st.columns(columns)
-    for i, payload in enumerate(payloads):
-        with cols[i % columns]:
-            st.image(thumb(payload, ctx, size), width=size)
+    """Thumbnails with label and file name under each (payload values are user data: Markdown-escaped, since image
+    captions render Markdown). One image-list element per row of `columns`, not an element per image and caption:
+    a page of 48 thumbnails used to send ~150 elements."""
+    for start in range(0, len(payloads), columns):
+        row = payloads[start:start + columns]
+        captions = []
+        for payload in row:
             label = payload.get(label_field) if label_field else None
-            st.text(payload_text(label if label is not None else "(none)", 40) + "\n"
-                    + payload_text(payload.get("file_name", ""), 40))
+            captions.append(md_escape(payload_text(label if label is not None else "(none)", 40)) + " · "
+                            + md_escape(payload_text(payload.get("file_name", ""), 40)))
+        st.image([thumb(p, ctx, size) for p in row], width=size, caption=captions)
 
 
 def require_collection(purpose: str) -> Context:
