@@ -20,9 +20,9 @@ def _store(args: argparse.Namespace):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from . import models
+    from . import api, models
     from .formats import SourceOptions, scan_source
-    from .ingest import ingest, summary_lines
+    from .ingest import summary_lines
 
     options = SourceOptions(path_column=getattr(args, "path_column", "") or None,
                             label_column=getattr(args, "label_column", None),
@@ -40,13 +40,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         bar.update(p.done - bar.n)
 
     with _store(args) as store:
-        report = ingest(store, args.folder, args.collection, model, base_url=args.base_url or
-                        settings.get("ATLAS_IMAGE_BASE_URL"), batch_size=args.batch_size or
-                        settings.get("ATLAS_BATCH_SIZE"), workers=settings.get("ATLAS_WORKERS"),
-                        max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), prune=args.prune,
-                        report_dir=settings.get("ATLAS_REPORT_DIR"), model_reason=choice.reason,
-                        cache_dir=settings.get("ATLAS_CACHE_DIR"),
-                        progress=on_progress, options=options, scan=scan)
+        report = api.ingest(args.folder, args.collection, model=model, store=store, base_url=args.base_url or None,
+                            batch_size=args.batch_size or None, prune=args.prune, progress=on_progress, scan=scan,
+                            model_reason=choice.reason)
     bar.close()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
@@ -113,22 +109,21 @@ def cmd_project(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .audit import run_audit
-    from .cache import ArrayCache
+    from . import api
     from .exporting import to_csv
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     with _store(args) as store:
-        report = run_audit(store, args.collection, label_field=args.label_field, checks=checks, k=args.k,
+        report = api.audit(args.collection, store=store, label_field=args.label_field, checks=checks, k=args.k,
                            threshold=args.threshold, operating_point=args.operating_point,
-                           duplicate_similarity=args.duplicate_similarity, unknown_labels=_unknown_labels(),
-                           cache=ArrayCache(f"{settings.get('ATLAS_CACHE_DIR')}/results"))
+                           duplicate_similarity=args.duplicate_similarity, write_scores=args.write_scores)
     flagged = report.table[report.table[[f"is_{c}_issue" for c in report.results]].any(axis=1)]
     if args.out:
         to_csv(flagged, args.out)  # formula cells neutralised, as in every CSV export
     summary = {"collection": args.collection, "points": len(report.points), "seconds": round(report.seconds, 2),
                "checks": {name: _jsonable(r.summary) for name, r in report.results.items()},
-               "flagged_points": len(flagged), "notes": report.notes, "out": args.out or None}
+               "flagged_points": len(flagged), "notes": report.notes, "out": args.out or None,
+               "scores_written": len(report.points) if args.write_scores else 0}
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
@@ -141,6 +136,62 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 print(f"    {line}")
     if args.out:
         print(f"suspects written to {args.out}")
+    if args.write_scores:
+        print(f"scores written into the payload of {len(report.points):,} points (label_score, suggested_label, "
+              "is_label_issue, ..., audit_at, audit_how)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import api
+    from .store import parse_point_id
+
+    ids = None
+    if args.ids:
+        try:
+            with open(args.ids, encoding="utf-8-sig") as f:
+                lines = [line.strip().split(",")[0] for line in f if line.strip()]
+        except OSError as exc:
+            raise ValueError(f"--ids: cannot read {args.ids}: {exc.strerror or exc}") from None
+        if lines and lines[0].lower() == "id":  # a CSV with a header (e.g. an earlier export)
+            lines = lines[1:]
+        ids = [parse_point_id(v) for v in lines]
+    with _store(args) as store:
+        report = None
+        if args.audit or args.suspects:
+            report = api.audit(args.collection, store=store, checks=["label"], label_field=args.label_field,
+                               operating_point=args.operating_point)
+        result = api.export(args.collection, args.out, args.format or None, store=store, labels=args.label,
+                            ids=ids, audit=report, suspects_only=args.suspects, image_root=args.image_root or None,
+                            mode=args.mode, overwrite=args.overwrite, label_field=args.label_field,
+                            document_root_path=args.document_root_path or None)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    for line in result.lines():
+        print(line)
+    for s in result.skipped[:20]:
+        print(f"  left out {s.path}: {s.reason}")
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more")
+    return 0
+
+
+def cmd_import_labelstudio(args: argparse.Namespace) -> int:
+    from . import api
+
+    with _store(args) as store:
+        result = api.import_labelstudio(args.collection, args.export, store=store, allow_new_labels=args.new_labels,
+                                        label_field=args.label_field)
+    if args.json:
+        print(json.dumps(_jsonable_deep(result.as_dict()), indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.collection}: {result.relabelled:,} relabelled, {result.confirmed:,} confirmed, "
+          f"{result.unchanged:,} already confirmed, {len(result.skipped):,} tasks left out (undo batch {result.batch})")
+    for s in result.skipped[:20]:
+        print(f"  left out {s.path}: {s.reason}")
+    if len(result.skipped) > 20:
+        print(f"  ... and {len(result.skipped) - 20} more")
     return 0
 
 
@@ -629,7 +680,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="near-duplicates at or above this cosine (default: an adaptive rule fitted to the collection)")
     p.add_argument("--label-field", default="label")
     p.add_argument("--out", default="", help="CSV of the flagged points with every check's scores")
+    p.add_argument("--write-scores", action="store_true", help="also store each point's scores in its payload "
+                   "(label_score, suggested_label, suggestion_confidence, is_label_issue, outlier_score, ...; with "
+                   "audit_at and audit_how), so that other services can filter on them")
     p.set_defaults(fn=cmd_audit)
+
+    p = sub.add_parser("export", parents=[common], help="write a collection's current labels as a manifest, an "
+                       "ImageFolder tree, a Hugging Face dataset or Label Studio tasks")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--out", required=True, help="file (.csv, .parquet, .json) or folder (imagefolder, hf)")
+    p.add_argument("--format", default="", choices=["", "manifest", "imagefolder", "hf", "labelstudio"],
+                   help="default: from --out (.csv/.parquet manifest, .json labelstudio)")
+    p.add_argument("--label", action="append", help="only points with this label (repeatable)")
+    p.add_argument("--ids", default="", metavar="FILE", help="only these points: a file with one id per line (or a "
+                   "CSV whose first column is id)")
+    p.add_argument("--audit", action="store_true", help="run the label check and add the suggested label and scores")
+    p.add_argument("--suspects", action="store_true", help="only the audit's label suspects (implies --audit)")
+    p.add_argument("--operating-point", default="balanced", metavar="{precision,balanced,recall,TARGET}",
+                   help="for --audit/--suspects (default balanced)")
+    p.add_argument("--image-root", default="", help="folder the collection's image paths are relative to (default: "
+                   "the folder it was ingested from, then ATLAS_IMAGE_ROOT)")
+    p.add_argument("--mode", default="symlink", choices=["symlink", "copy"], help="imagefolder: links or copies")
+    p.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    p.add_argument("--document-root-path", default="", help="labelstudio: the image folder's path under Label "
+                   "Studio's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (for images without a URL)")
+    p.add_argument("--label-field", default="label")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("import-labelstudio", parents=[common], help="apply a reviewed Label Studio export (JSON or "
+                       "JSON-MIN) as relabels, with the annotator in the label history")
+    p.add_argument("export", help="the JSON file exported from Label Studio")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--new-labels", action="store_true", help="accept labels that no point has yet")
+    p.add_argument("--label-field", default="label")
+    p.set_defaults(fn=cmd_import_labelstudio)
 
     p = sub.add_parser("review", parents=[common], help="review suspected label errors one by one; every decision "
                        "re-ranks the rest")
@@ -736,6 +820,13 @@ def check_args(args: argparse.Namespace) -> None:
         unknown = [c for c in checks if c not in CHECKS]
         _require(bool(checks) and not unknown, f"--checks takes a comma-separated list of {', '.join(CHECKS)}"
                  + (f"; unknown: {', '.join(unknown)}" if unknown else "; it is empty") + ".")
+    if cmd == "export" and (args.audit or args.suspects):
+        from .audit.calibration import check_operating_point
+
+        try:
+            args.operating_point = check_operating_point(args.operating_point)
+        except ValueError as exc:
+            raise UsageError(f"--operating-point: {exc}") from None
     if cmd in ("audit", "review"):
         from .audit.calibration import check_operating_point
 
@@ -761,6 +852,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .formats.export import ExportError
     from .ingest import IngestError
     from .labels import LabelError
     from .models import ModelError
@@ -771,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_args(args)
         return args.fn(args)
-    except (IngestError, LabelError, ModelError, SearchError, StoreError, ValueError, LookupError) as exc:
+    except (IngestError, ExportError, LabelError, ModelError, SearchError, StoreError, ValueError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -123,3 +123,61 @@ def test_audit_operating_points_and_the_calibrated_statement(tmp_path, monkeypat
     assert checks["duplicate"]["rule"] == "fixed" and checks["duplicate"]["similarity"] == 0.95
     out = _run("audit", *common, "--json")
     assert json.loads(out.stdout)["checks"]["duplicate"]["rule"] == "adaptive"
+
+
+def test_manifest_ingest_export_and_a_label_studio_review(tmp_path):
+    import pandas as pd
+
+    from core.ingest import point_id
+    from core.store import open_store
+
+    for label, color in {"apple": (200, 20, 20), "banana": (230, 220, 40)}.items():
+        for i in range(4):
+            write_image(tmp_path / "data" / "imgs" / label / f"{i}.jpg", tuple(min(255, c + 9 * i) for c in color),
+                        fmt="JPEG")
+    rows = [(f"imgs/{lab}/{i}.jpg", lab, "shop") for lab in ("apple", "banana") for i in range(4)]
+    rows += [("imgs/apple/gone.jpg", "apple", "x"), ("imgs/apple/0.jpg", "apple", "shop")]  # a bad path, a duplicate
+    # the image folder of a manifest is the one that holds it and its images: here data/ (exports go elsewhere)
+    pd.DataFrame(rows, columns=["file", "class", "source"]).to_csv(tmp_path / "data" / "list.csv", index=False)
+    store = str(tmp_path / "q")
+    env = {"ATLAS_CACHE_DIR": str(tmp_path / "cache"), "ATLAS_REPORT_DIR": str(tmp_path / "reports")}
+    common = ["--collection", "m", "--store-path", store]
+    out = _run("ingest", str(tmp_path / "data" / "list.csv"), *common, "--model", "effnet-lite0", "--json", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["added"], report["skipped"], report["kind"]) == (8, 2, "manifest")
+    assert sorted(s["reason"][:6] for s in report["skipped_files"]) == ["row 10", "row 11"]
+    moved = point_id("imgs/apple/1.jpg")
+    assert _run("relabel", *common, "--point", moved, "--label", "banana", env_extra=env).returncode == 0
+
+    out = _run("export", *common, "--out", str(tmp_path / "fixed.csv"), "--json", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["exported"] == 8
+    table = pd.read_csv(tmp_path / "fixed.csv", dtype=str).set_index("id")
+    assert (table.loc[moved, "label"], table.loc[moved, "label_original"]) == ("banana", "apple")
+    assert set(table["source"]) == {"shop"}
+    tree = ["export", *common, "--format", "imagefolder", "--out", str(tmp_path / "tree")]
+    assert _run(*tree, env_extra=env).returncode == 0
+    assert len(list((tmp_path / "tree" / "banana").iterdir())) == 5
+    again = _run(*tree, env_extra=env)
+    assert again.returncode == 1 and "not empty" in again.stderr and "Traceback" not in again.stderr
+
+    (tmp_path / "ids.txt").write_text(f"{moved}\n{point_id('imgs/banana/0.jpg')}\n")
+    out = _run("export", *common, "--out", str(tmp_path / "tasks.json"), "--ids", str(tmp_path / "ids.txt"),
+               env_extra=env)
+    assert out.returncode == 0, out.stderr
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert sorted(t["data"]["atlas_id"] for t in tasks) == sorted([moved, point_id("imgs/banana/0.jpg")])
+    reviewed = [{"id": 1, "atlas_id": moved, "choice": "apple", "annotator": "ann@lab"}]  # Label Studio's JSON-MIN
+    (tmp_path / "reviewed.json").write_text(json.dumps(reviewed))
+    out = _run("import-labelstudio", str(tmp_path / "reviewed.json"), *common, "--json", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["relabelled"] == 1
+
+    out = _run("audit", *common, "--checks", "label", "--threshold", "0.3", "--write-scores", "--json", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["scores_written"] == 8
+    with open_store(path=store) as s:
+        payload = s.retrieve("m", [moved]).payloads[0]
+    assert payload["label"] == "apple" and payload["label_history"][-1]["by"] == "ann@lab"
+    assert isinstance(payload["label_score"], float) and "fixed threshold" in payload["audit_how"]
