@@ -107,6 +107,23 @@ def test_labels_that_are_not_folder_names_and_name_clashes(tmp_path):
     assert any("cannot be folder names" in n for n in report.notes)
 
 
+def test_imagefolder_metadata_survives_formula_looking_names(tmp_path):
+    # metadata.csv is written like every CSV here (a cell starting with = + - @ gets an apostrophe for spreadsheets);
+    # reading it back undoes that, so the point ids still come back
+    from core.formats import scan_source
+
+    store = open_store(url=":memory:")
+    root = tmp_path / "img"
+    write_image(root / "a" / "-1.png", (1, 2, 3))
+    write_image(root / "b" / "x.png", (3, 2, 1))
+    ingest(store, root, "c", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    relabel(store, "c", [point_id("b/x.png")], "=sum", by="t")
+    export_imagefolder(select(store, "c", cache_dir=tmp_path / "cache"), tmp_path / "out")
+    assert "'=sum/x.png" in (tmp_path / "out" / "metadata.csv").read_text()
+    scan = scan_source(tmp_path / "out")
+    assert {f.pid: f.label for f in scan.files} == {point_id("a/-1.png"): "a", point_id("b/x.png"): "=sum"}
+
+
 def test_hf_export_refuses_a_full_folder_and_reports_missing_images(fruit):
     store, root, tmp = fruit
     (root / "apple" / "2.png").unlink()
@@ -235,6 +252,11 @@ def test_audit_scores_written_into_the_payload(tmp_path, monkeypatch):
         assert p["is_label_issue"] == bool(table.loc[pid, "is_label_issue"])
         assert p["outlier_score"] == pytest.approx(table.loc[pid, "outlier_score"])
         assert "operating point balanced" in p["audit_how"] and p["audit_at"]
+    # a later export without an audit carries the stored scores and when they were computed
+    export_manifest(select(store, "colors", cache_dir=tmp_path / "cache"), tmp_path / "m.csv")
+    table_out = pd.read_csv(tmp_path / "m.csv", dtype=str, keep_default_na=False).set_index("id")
+    odd = point_id("blue/odd.png")
+    assert table_out.loc[odd, "suggested_label"] == "red" and table_out.loc[odd, "audit_at"]
     # other services can filter on them (a text field here: the embedded engine does not match booleans yet)
     flagged = report.table.loc[report.table["is_label_issue"], "suggested_label"]
     assert store.count("colors", {"suggested_label": "red"}) >= int((flagged == "red").sum()) > 0

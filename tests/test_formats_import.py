@@ -282,3 +282,30 @@ def test_a_file_that_is_no_dataset_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(IngestError, match="cannot read as a dataset"):
         scan_source(tmp_path / "notes.txt")
+
+
+def test_manifest_urls_are_fetched_through_the_network_guard(tmp_path, store, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "www"
+    write_image(served / "red.png", (220, 20, 20))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        pd.DataFrame({"url": [f"{base}/red.png", f"{base}/missing.png"], "label": ["red", "red"]}).to_csv(
+            tmp_path / "urls.csv", index=False)
+        refused = ingest(store, tmp_path / "urls.csv", "refused", ColorEmbedder())
+        assert refused.added == 0 and all("loopback, private" in s.reason for s in refused.skipped)
+        monkeypatch.setenv("ATLAS_ALLOW_PRIVATE_HOSTS", "on")  # an operator's choice for a local run
+        report = ingest(store, tmp_path / "urls.csv", "urls", ColorEmbedder())
+        assert report.added == 1 and "cannot download" in report.skipped[0].reason
+        payload = store.retrieve("urls", [point_id(f"{base}/red.png")]).payloads[0]
+        assert payload["image_url"] == f"{base}/red.png" and "path" not in payload and payload["label"] == "red"
+        assert payload["file_name"] == "red.png" and len(payload["sha1"]) == 40
+    finally:
+        server.shutdown()

@@ -148,6 +148,9 @@ def records(sel: Selection) -> list[dict[str, Any]]:
             scores = sel.audit.loc[str(pid)] if str(pid) in sel.audit.index else None
             for c in sel.audit.columns:
                 row[c] = _value(scores[c]) if scores is not None else None
+        elif "audit_at" in p:  # scores an earlier audit stored in the payload (write_audit_scores), with their date
+            for c in (*AUDIT_COLUMNS, "audit_at"):
+                row[c] = p.get(c)
         for key, value in p.items():
             if key not in row and key not in INTERNAL and key != sel.label_field and not isinstance(value, (dict, list)):
                 row[key] = value
@@ -245,12 +248,33 @@ def export_imagefolder(sel: Selection, out: str | Path, mode: str = "symlink", o
     _check_target(out, sel, overwrite, "export folder")
     rows = records(sel)
     splits = all(str(r.get("split", "")).lower() in SPLIT_NAMES for r in rows)
-    from ..catalog import is_unknown, unknown_labels
+    from ..catalog import unknown_labels
 
     unknown = unknown_labels()
     taken: set[str] = set()
     meta = []
     renamed = set()
+    try:
+        _link_or_copy(sel, rows, out, mode, splits, unknown, taken, meta, renamed, report)
+    except OSError as exc:
+        raise ExportError(f"Writing the ImageFolder tree stopped after {report.exported:,} images ({exc}); the "
+                          f"partial tree is in {out}: fix the cause and export again with overwrite "
+                          "(--overwrite), or remove it.") from None
+    if meta:
+        to_csv(pd.DataFrame.from_records(meta), out / "metadata.csv")
+    if renamed:
+        report.notes.append("Labels that cannot be folder names were changed: "
+                            + ", ".join(f"'{r}' as '{folder_name(r)}'" for r in sorted(renamed)))
+    report.notes.append(f"{'Symbolic links to' if mode == 'symlink' else 'Copies of'} the images, one folder per "
+                        "label" + (" inside split folders" if splits else "") + "; metadata.csv holds the point ids.")
+    return report
+
+
+def _link_or_copy(sel: Selection, rows: list[dict[str, Any]], out: Path, mode: str, splits: bool,
+                  unknown: list[str], taken: set[str], meta: list[dict[str, Any]], renamed: set[str],
+                  report: ExportReport) -> None:
+    from ..catalog import is_unknown
+
     for row in rows:
         file = source_file(sel, row["path"])
         if file is None:
@@ -281,14 +305,6 @@ def export_imagefolder(sel: Selection, out: str | Path, mode: str = "symlink", o
                      "reviewed": row["reviewed"], "source_path": row["path"],
                      **{c: row[c] for c in AUDIT_COLUMNS if c in row}})
         report.exported += 1
-    if meta:
-        to_csv(pd.DataFrame.from_records(meta), out / "metadata.csv")
-    if renamed:
-        report.notes.append("Labels that cannot be folder names were changed: "
-                            + ", ".join(f"'{r}' as '{folder_name(r)}'" for r in sorted(renamed)))
-    report.notes.append(f"{'Symbolic links to' if mode == 'symlink' else 'Copies of'} the images, one folder per "
-                        "label" + (" inside split folders" if splits else "") + "; metadata.csv holds the point ids.")
-    return report
 
 
 # --- Hugging Face ------------------------------------------------------------------------------------------------

@@ -226,13 +226,20 @@ def import_labelstudio(store: Store, collection: str, export: str | Path, label_
             confirms.setdefault(d.by, []).append(d.id)
         else:
             relabels.setdefault(d.by, {})[d.id] = new
-    for by, ids in confirms.items():
-        changes = confirm(store, collection, ids, by, label_field, batch=result.batch)
-        result.confirmed += len(changes)
-        result.unchanged += len(ids) - len(changes)  # already confirmed with that label
-        result.changes.extend(changes)
-    for by, new_labels in relabels.items():
-        changes = relabel_each(store, collection, new_labels, by, label_field, batch=result.batch)
-        result.relabelled += len(changes)
-        result.changes.extend(changes)
+    try:
+        for by, ids in confirms.items():
+            changes = confirm(store, collection, ids, by, label_field, batch=result.batch)
+            result.confirmed += len(changes)
+            result.unchanged += len(ids) - len(changes)  # already confirmed with that label
+            result.changes.extend(changes)
+        for by, new_labels in relabels.items():
+            changes = relabel_each(store, collection, new_labels, by, label_field, batch=result.batch)
+            result.relabelled += len(changes)
+            result.changes.extend(changes)
+    except Exception as exc:
+        if not result.changes:
+            raise
+        raise LabelError(f"Applying the review stopped after {len(result.changes):,} changes (batch {result.batch}, "
+                         f"in each point's label history): {exc}. Run the same import again to apply the rest (the "
+                         "changes already written are skipped).") from exc
     return result

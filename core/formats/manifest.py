@@ -26,6 +26,7 @@ LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target",
 # of these names is kept as `source_<name>` so that it cannot overwrite them.
 RESERVED = {"label", "label_original", "label_history", "label_confirmed", "reviewed", "file_name", "path", "width",
             "height", "sha1", "model", "ingested_at"}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what core.exporting.csv_safe_cell prefixes with an apostrophe
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -83,6 +84,8 @@ def _cell(value: Any) -> Any:
         return None
     if isinstance(value, str):
         value = value.strip()
+        if value[:1] == "'" and value[1:2] in _FORMULA_START:  # as core.exporting.to_csv wrote it: "'=x" was "=x"
+            value = value[1:]
         return value or None
     if isinstance(value, (bool, int, float)):
         return value
@@ -282,7 +285,7 @@ def read_metadata(table_path: Path, root: Path) -> tuple[dict[str, dict[str, Any
     rows: dict[str, dict[str, Any]] = {}
     by_path: dict[str, PointId] = {}
     for i, name in enumerate(table["file_name"]):
-        rel = prefix + str(name).strip().removeprefix("./")
+        rel = prefix + str(_cell(name) or "").removeprefix("./")
         fields = {}
         for c in other:
             value = _cell(table.at[i, c])
