@@ -3,7 +3,8 @@ split folders such as train/ and test/), a flat folder of unlabeled images, a ma
 Face dataset saved with `save_to_disk` (the last two are read by core/formats.py into the same list of files).
 
 A point is one file: its id comes from the file's path (or from an `id` column of a manifest or of the folder's
-`metadata.csv`, so that an exported dataset comes back with the same ids). Ingest owns the image fields (path, sha1, size, ...);
+`metadata.csv`, so that an exported dataset comes back with the same ids). Ingest owns the image fields (path, sha1,
+size, ...);
 the audit (core/labels.py) owns `label` once a point exists, and `label_original`, `reviewed`,
 `label_confirmed`, `label_history`. Re-ingesting never overwrites what the audit owns:
 - a changed file (same path, new content) gets a new vector and new image fields; its label and history stay;
@@ -151,8 +152,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
               + f" in {report['seconds']:.1f} s")
     if report.get("images_per_second") and (report["added"] + report["updated"]):
         counts += f", {report['images_per_second']:.1f} images/s"
-    return [counts] + list(report.get("notes", [])) + [f"kept the edited label '{k['label']}' of {k['path']} (moved from {k['moved_from']}; its "
-                       f"new folder says '{k['folder_label']}')" for k in report.get("kept_labels", [])]
+    return [counts] + list(report.get("notes", [])) + [
+        f"kept the edited label '{k['label']}' of {k['path']} (moved from {k['moved_from']}; its "
+        f"new folder says '{k['folder_label']}')" for k in report.get("kept_labels", [])]
 
 
 def point_id(rel_path: str) -> str:
@@ -469,7 +471,8 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
 
         scan = scan_source(folder, options, cache_dir=cache_dir)
     root, files, skipped = scan.root, scan.files, list(scan.skipped)
-    report = IngestReport(collection, str(folder if scan.kind in ("manifest", "hf-dataset") else root), model.name,
+    source = Path(folder).expanduser().resolve() if scan.kind in ("manifest", "hf-dataset") else root
+    report = IngestReport(collection, str(source), model.name,
                           model_reason, skipped=skipped, kind=scan.kind, notes=list(scan.notes))
     started = time.perf_counter()
 

@@ -142,7 +142,8 @@ def test_manifest_ingest_export_and_a_label_studio_review(tmp_path):
     store = str(tmp_path / "q")
     env = {"ATLAS_CACHE_DIR": str(tmp_path / "cache"), "ATLAS_REPORT_DIR": str(tmp_path / "reports")}
     common = ["--collection", "m", "--store-path", store]
-    out = _run("ingest", str(tmp_path / "data" / "list.csv"), *common, "--model", "effnet-lite0", "--json", env_extra=env)
+    out = _run("ingest", str(tmp_path / "data" / "list.csv"), *common, "--model", "effnet-lite0", "--json",
+               env_extra=env)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert (report["added"], report["skipped"], report["kind"]) == (8, 2, "manifest")

@@ -75,7 +75,7 @@ def _fruit(root, n=3):
 
 
 def test_manifest_csv_paths_relative_to_it_columns_detected_extras_kept(tmp_path, store):
-    images = _fruit(tmp_path / "images")
+    _fruit(tmp_path / "images")
     rows = [{"image": f"../images/{lab}/{i}.png", "category": lab, "source": "web" if i else "camera",
              "split": "train" if i < 2 else "test"} for lab in COLORS for i in range(3)]
     manifest = tmp_path / "meta" / "list.csv"
@@ -198,7 +198,7 @@ def test_manifest_paths_outside_the_allowed_roots_are_skipped(tmp_path, store, m
 
 
 def test_interrupted_manifest_ingest_resumes(tmp_path, store):
-    root = _fruit(tmp_path / "fruit", n=6)
+    _fruit(tmp_path / "fruit", n=6)
     pd.DataFrame({"path": [f"fruit/{lab}/{i}.png" for lab in COLORS for i in range(6)],
                   "label": [lab for lab in COLORS for _ in range(6)]}).to_csv(tmp_path / "m.csv", index=False)
 
@@ -309,3 +309,24 @@ def test_manifest_urls_are_fetched_through_the_network_guard(tmp_path, store, mo
         assert payload["file_name"] == "red.png" and len(payload["sha1"]) == 40
     finally:
         server.shutdown()
+
+
+def test_splits_survive_an_export_and_a_second_ingest(tmp_path, store):
+    import datasets
+
+    from core.formats.export import export_hf_dataset, export_imagefolder, select
+
+    ingest(store, _hf_dataset(tmp_path / "hf"), "hf", ColorEmbedder(), cache_dir=tmp_path / "cache",
+           options=SourceOptions(images_dir=tmp_path / "x"))
+    original = _labels(store, "hf")
+    sel = select(store, "hf", cache_dir=tmp_path / "cache")
+    export_imagefolder(sel, tmp_path / "tree")
+    assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == ["metadata.csv", "test", "train"]
+    export_hf_dataset(sel, tmp_path / "hf_out")
+    assert set(datasets.load_from_disk(str(tmp_path / "hf_out"))) == {"train", "test"}
+    for name, source in {"tree": tmp_path / "tree", "hf_out": tmp_path / "hf_out"}.items():
+        report = ingest(store, source, name, ColorEmbedder(), options=SourceOptions(images_dir=tmp_path / "y"))
+        assert report.kind == {"tree": "split-folders", "hf_out": "hf-dataset"}[name]
+        again = _labels(store, name)
+        assert {pid: (p["label"], p["split"]) for pid, p in again.items()} == {
+            pid: (p["label"], p["split"]) for pid, p in original.items()}, name

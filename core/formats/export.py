@@ -152,7 +152,8 @@ def records(sel: Selection) -> list[dict[str, Any]]:
             for c in (*AUDIT_COLUMNS, "audit_at"):
                 row[c] = p.get(c)
         for key, value in p.items():
-            if key not in row and key not in INTERNAL and key != sel.label_field and not isinstance(value, (dict, list)):
+            if key not in row and key not in INTERNAL and key != sel.label_field and not isinstance(value,
+                                                                                                     (dict, list)):
                 row[key] = value
         rows.append(row)
     return rows

@@ -15,7 +15,7 @@ from typing import Any
 from .. import settings
 from ..ingest import ImageFile, IngestError, Scan, Skipped, point_id, unlabeled_label
 from ..store import InvalidPointId, PointId, parse_point_id
-from .manifest import LABEL_COLUMNS, RESERVED, _cell, _check_label_kinds
+from .manifest import LABEL_COLUMNS, RESERVED, _cell, _check_label_kinds, _label_text
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,7 +25,8 @@ def load(source: str | Path):
     try:
         import datasets
     except ImportError:
-        raise IngestError("Reading a Hugging Face dataset needs the `datasets` package: pip install datasets.") from None
+        raise IngestError("Reading a Hugging Face dataset needs the `datasets` package: pip install "
+                          "datasets.") from None
     datasets.disable_progress_bars()
     try:
         loaded = datasets.load_from_disk(str(source))
@@ -145,7 +146,7 @@ def scan_hf_dataset(source: str | Path, images_dir: str | Path | None = None, la
     if names is None and label_col:
         _check_label_kinds([label for _, label, _, _ in rows], label_col, source.name)
     ids = _dataset_ids([raw_id for _, _, raw_id, _ in rows], id_col, id_column)
-    files = [ImageFile(rel, unlabeled if label is None else str(label),
+    files = [ImageFile(rel, unlabeled if label is None else label if isinstance(label, str) else _label_text(label),
                        ids[n] if ids is not None else point_id(rel), extra)
              for n, (rel, label, _, extra) in enumerate(rows)]
     if not files:

@@ -171,7 +171,8 @@ def read_decisions(path: str | Path, default_by: str = "label-studio") -> tuple[
             skipped.append(Skipped(where, str(exc)))
             continue
         if "data" in task:  # the full JSON export
-            annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+            annotations = [a for a in task.get("annotations") or []
+                           if isinstance(a, dict) and not a.get("was_cancelled")]
             if not annotations:
                 skipped.append(Skipped(where, "not annotated (or every annotation was cancelled)"))
                 continue

@@ -92,6 +92,13 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
+def _label_text(label: Any) -> str:
+    """A label from a typed column (Parquet) as text, the way folder labels are: 3.0 -> "3"."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
 def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
@@ -192,13 +199,14 @@ def scan_manifest(manifest: str | Path, path_column: str | None = None, label_co
     if not rows:
         first = f" The first problem: {skipped[0].reason}." if skipped else ""
         raise IngestError(f"No image in the manifest {path.name} can be ingested ({len(skipped):,} "
-                          f"{'row' if len(skipped) == 1 else 'rows'} skipped).{first} Paths are read relative to the manifest's folder ({base}).")
+                          f"{'row' if len(skipped) == 1 else 'rows'} skipped).{first} Paths are read relative to "
+                          f"the manifest's folder ({base}).")
     local = [f for _, _, f, *_ in rows if f is not None]
     root = Path(os.path.commonpath([str(base), *(str(f.parent) for f in local)])) if local else base
     files = []
     for n, url, file, label, pid, extra in rows:
         rel = url if url is not None else file.relative_to(root).as_posix()
-        value = unlabeled if label is None else (label if isinstance(label, str) else str(label))
+        value = unlabeled if label is None else label if isinstance(label, str) else _label_text(label)
         files.append(ImageFile(rel, value, pid if pid is not None else point_id(rel), extra, url))
     missing_labels = sum(label is None for *_, label, _pid, _extra in rows)
     if label_col and missing_labels:
