@@ -67,6 +67,11 @@ def test_manifest_columns_and_paths_relative_to_it(fruit):
     assert all(p.startswith("/") for p in parquet["path"])  # not under the manifest's folder: absolute
     with pytest.raises(ExportError, match=".csv or .parquet"):
         export_manifest(sel, tmp / "m.xlsx")
+    # for a download button: the same table, with absolute paths
+    from core.formats.export import manifest_table
+
+    download = manifest_table(sel)
+    assert len(download) == 6 and all(str(root.resolve()) in p for p in download["path"])
 
 
 def test_imagefolder_never_touches_the_source_and_refuses_a_full_target(fruit):
@@ -228,7 +233,7 @@ def test_reviewed_label_studio_export_comes_back_as_relabels_with_history(tmp_pa
     # allowed new labels; JSON-MIN rows work as well
     (tmp_path / "min.json").write_text(json.dumps([{"id": 1, "atlas_id": newish, "choice": "purple",
                                                     "annotator": "cy@lab"}]))
-    with_new = import_labelstudio(store, "colors", tmp_path / "min.json", allow_new_labels=True)
+    with_new = import_labelstudio(store, "colors", (tmp_path / "min.json").read_bytes(), allow_new_labels=True)
     assert with_new.relabelled == 1
     assert store.retrieve("colors", [newish]).payloads[0]["label_history"][-1]["by"] == "cy@lab"
     (tmp_path / "bad.json").write_text("{not json")

@@ -330,3 +330,26 @@ def test_splits_survive_an_export_and_a_second_ingest(tmp_path, store):
         again = _labels(store, name)
         assert {pid: (p["label"], p["split"]) for pid, p in again.items()} == {
             pid: (p["label"], p["split"]) for pid, p in original.items()}, name
+
+
+def test_a_moved_image_in_a_manifest_keeps_its_point_history(tmp_path, store):
+    from core.labels import relabel
+
+    root = _fruit(tmp_path / "fruit")
+    rows = [(f"{lab}/{i}.png", lab) for lab in COLORS for i in range(3)]
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(root / "m.csv", index=False)
+    ingest(store, root / "m.csv", "c", ColorEmbedder())
+    relabel(store, "c", [point_id("apple/1.png")], "banana", by="ann")  # a user's edit
+    (root / "apple" / "0.png").rename(root / "banana" / "was-apple-0.png")
+    (root / "apple" / "1.png").rename(root / "banana" / "was-apple-1.png")
+    rows[0] = ("banana/was-apple-0.png", "banana")
+    rows[1] = ("banana/was-apple-1.png", "orange")
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(root / "m.csv", index=False)
+    model = ColorEmbedder()
+    report = ingest(store, root / "m.csv", "c", model, prune=True)
+    assert (report.moved, report.added, model.batches) == (2, 0, 0) and store.count("c") == 6
+    moved = _labels(store, "c")
+    unedited, edited = moved[point_id("banana/was-apple-0.png")], moved[point_id("banana/was-apple-1.png")]
+    assert unedited["label"] == "banana" and unedited["label_history"][-1]["action"] == "move"
+    assert edited["label"] == "banana" and edited["label_history"][0]["by"] == "ann"  # the user's label wins
+    assert [k.label for k in report.kept_labels] == ["banana"]

@@ -192,6 +192,28 @@ def _selected(sel: Selection, report: ExportReport) -> None:
 
 
 # --- manifest ----------------------------------------------------------------------------------------------------
+def manifest_table(sel: Selection, relative_to: str | Path | None = None,
+                   report: ExportReport | None = None) -> pd.DataFrame:
+    """The manifest as a table (for a page's download button: core.exporting.to_csv(table)). A path is written
+    relative to `relative_to` when the image lies under it, else absolute (when the image folder is known), else as
+    stored; the rows of missing ids are not in it (they are in sel.missing)."""
+    base = Path(relative_to).expanduser().resolve() if relative_to is not None else None
+    rows = records(sel)
+    unresolved = 0
+    for row in rows:
+        file = source_file(sel, row["path"])
+        if file is not None:
+            row["path"] = file.relative_to(base).as_posix() if base is not None and file.is_relative_to(base) \
+                else str(file)
+        elif row["path"] is not None:
+            unresolved += 1
+    if unresolved and report is not None:
+        report.notes.append(f"{unresolved:,} paths are written as stored (relative to the collection's image folder), "
+                            "not found under " + (str(sel.image_root) if sel.image_root else "a known folder")
+                            + (": " + _no_root_note(sel) if sel.image_root is None else "."))
+    return pd.DataFrame.from_records(rows)
+
+
 def export_manifest(sel: Selection, out: str | Path) -> ExportReport:
     """A CSV (formula cells neutralised, as every CSV here) or Parquet manifest, by the file's suffix. Paths are
     relative to the manifest's folder when the image lies under it, else absolute, so that ingesting the manifest
@@ -202,30 +224,24 @@ def export_manifest(sel: Selection, out: str | Path) -> ExportReport:
         raise ExportError(f"A manifest is written as .csv or .parquet, not '{out.suffix or out.name}'.")
     report = ExportReport("manifest", sel.collection, str(out))
     _selected(sel, report)
-    rows = records(sel)
-    unresolved = 0
-    for row in rows:
-        file = source_file(sel, row["path"])
-        if file is not None:
-            row["path"] = file.relative_to(out.parent).as_posix() if file.is_relative_to(out.parent) else str(file)
-        elif row["path"] is not None:
-            unresolved += 1
-    if unresolved:
-        report.notes.append(f"{unresolved:,} paths are written as stored (relative to the collection's image folder), "
-                            "not found under " + (str(sel.image_root) if sel.image_root else "a known folder")
-                            + (": " + _no_root_note(sel) if sel.image_root is None else "."))
-    table = pd.DataFrame.from_records(rows)
+    table = manifest_table(sel, out.parent, report)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         to_csv(table, out)
     else:
-        for col in table.columns:  # Parquet columns hold one type: mixed payload values become text
-            kinds = {type(v) for v in table[col] if v is not None}
-            if len(kinds) > 1 and not kinds <= {int, float}:
-                table[col] = [None if v is None else str(v) for v in table[col]]
-        table.to_parquet(out, index=False)
+        parquet_ready(table).to_parquet(out, index=False)
     report.exported = len(table)
     return report
+
+
+def parquet_ready(table: pd.DataFrame) -> pd.DataFrame:
+    """Parquet columns hold one type: a payload field with mixed values (text and numbers) becomes text."""
+    table = table.copy()
+    for col in table.columns:
+        kinds = {type(v) for v in table[col] if v is not None}
+        if len(kinds) > 1 and not kinds <= {int, float}:
+            table[col] = [None if v is None else str(v) for v in table[col]]
+    return table
 
 
 # --- ImageFolder -------------------------------------------------------------------------------------------------

@@ -50,22 +50,18 @@ def image_reference(row: dict[str, Any], document_root_path: str | None) -> str 
     return f"/data/local-files/?d={quote(rel)}"
 
 
-def export_labelstudio(sel: Selection, out: str | Path, document_root_path: str | None = None,
-                       labels: Sequence[Any] | None = None) -> ExportReport:
-    """Tasks JSON (one task per selected image) and its labeling configuration (`out` with .xml). `labels`: the
-    choices offered (default: every label among the points and suggestions)."""
-    out = Path(out).expanduser().resolve()
-    if out.suffix.lower() != ".json":
-        raise ExportError(f"Label Studio tasks are written as .json, not '{out.suffix or out.name}'.")
-    report = ExportReport("labelstudio", sel.collection, str(out))
-    _selected(sel, report)
+def labelstudio_tasks(sel: Selection, document_root_path: str | None = None,
+                      labels: Sequence[Any] | None = None) -> tuple[list[dict[str, Any]], str, list[Skipped]]:
+    """(tasks, labeling configuration XML, points left out) for the selection: what export_labelstudio writes, for
+    a page's download button (json.dumps(tasks))."""
     unknown = unknown_labels()
     tasks = []
+    skipped: list[Skipped] = []
     seen_labels: dict[str, None] = {}
     for row in records(sel):
         image = image_reference(row, document_root_path)
         if image is None:
-            report.skipped.append(Skipped(row["id"], "no image path or URL in the payload"))
+            skipped.append(Skipped(row["id"], "no image path or URL in the payload"))
             continue
         label = None if is_unknown(row["label"], unknown) else row["label"]
         if label is not None:
@@ -87,11 +83,25 @@ def export_labelstudio(sel: Selection, out: str | Path, document_root_path: str 
                 "result": [{"id": uuid.uuid4().hex[:10], "from_name": CONTROL, "to_name": OBJECT, "type": "choices",
                             "value": {"choices": [str(suggested)]}}]}]
         tasks.append(task)
+    choices = [str(v) for v in labels] if labels is not None else sorted(seen_labels)
+    return tasks, labeling_config(choices), skipped
+
+
+def export_labelstudio(sel: Selection, out: str | Path, document_root_path: str | None = None,
+                       labels: Sequence[Any] | None = None) -> ExportReport:
+    """Tasks JSON (one task per selected image) and its labeling configuration (`out` with .xml). `labels`: the
+    choices offered (default: every label among the points and suggestions)."""
+    out = Path(out).expanduser().resolve()
+    if out.suffix.lower() != ".json":
+        raise ExportError(f"Label Studio tasks are written as .json, not '{out.suffix or out.name}'.")
+    report = ExportReport("labelstudio", sel.collection, str(out))
+    _selected(sel, report)
+    tasks, config_xml, skipped = labelstudio_tasks(sel, document_root_path, labels)
+    report.skipped.extend(skipped)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(tasks, indent=1, ensure_ascii=False), encoding="utf-8")
-    choices = [str(v) for v in labels] if labels is not None else sorted(seen_labels)
     config = out.with_suffix(".xml")
-    config.write_text(labeling_config(choices), encoding="utf-8")
+    config.write_text(config_xml, encoding="utf-8")
     report.exported = len(tasks)
     report.notes.append(f"Labeling configuration for the project: {config} (paste it under Settings > Labeling "
                         "Interface).")
@@ -141,12 +151,18 @@ def _annotator(value: Any, default: str) -> str:
     return default
 
 
-def read_decisions(path: str | Path, default_by: str = "label-studio") -> tuple[list[Decision], list[Skipped]]:
+def read_decisions(export: str | Path | bytes | list, default_by: str = "label-studio"
+                   ) -> tuple[list[Decision], list[Skipped]]:
     """Each task's decision: its latest annotation that was not cancelled, with its first choice and annotator.
-    Reads Label Studio's JSON export (tasks with `annotations`) and JSON-MIN (flat rows with the control's name)."""
-    path = Path(path).expanduser()
+    Reads Label Studio's JSON export (tasks with `annotations`) and JSON-MIN (flat rows with the control's name);
+    `export` is the file's path, its bytes (an upload) or the parsed list."""
+    path = "the upload" if isinstance(export, (bytes, list)) else Path(export).expanduser()
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(export, list):
+            tasks = export
+        else:
+            tasks = json.loads(export.decode("utf-8") if isinstance(export, bytes)
+                               else path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise LabelError(f"Cannot read the Label Studio export {path}: {exc}. Export the project as JSON (or "
                          "JSON-MIN) in Label Studio and give that file.") from None
@@ -194,7 +210,7 @@ def read_decisions(path: str | Path, default_by: str = "label-studio") -> tuple[
     return decisions, skipped
 
 
-def import_labelstudio(store: Store, collection: str, export: str | Path, label_field: str = "label",
+def import_labelstudio(store: Store, collection: str, export: str | Path | bytes | list, label_field: str = "label",
                        allow_new_labels: bool = False, default_by: str = "label-studio") -> LabelStudioImport:
     """Apply a reviewed Label Studio export: a chosen label that differs from the point's label is a relabel, the
     same label a confirmation (trusted by the audit), each recorded with `by` = the annotator, all in one batch (one
