@@ -86,7 +86,7 @@ def test_imagefolder_never_touches_the_source_and_refuses_a_full_target(fruit):
     (tmp / "full" / "keep.txt").write_text("mine")
     with pytest.raises(ExportError, match="not empty.*overwrite"):
         export_imagefolder(sel, tmp / "full")
-    report = export_imagefolder(sel, tmp / "full", mode="copy", overwrite=True)
+    report = export_imagefolder(sel, tmp / "full", mode="copy", overwrite=True)  # beside the images: fine
     assert report.exported == 6 and (tmp / "full" / "keep.txt").read_text() == "mine"
     copied = tmp / "full" / "apple" / "0.png"
     assert copied.is_file() and not copied.is_symlink()
@@ -97,6 +97,22 @@ def test_imagefolder_never_touches_the_source_and_refuses_a_full_target(fruit):
     export_imagefolder(sel, tmp / "links", mode="copy", overwrite=True)
     assert not (tmp / "links" / "banana" / "2.png").is_symlink()
     assert _snapshot(root) == before
+
+
+def test_a_manifest_collection_exports_beside_its_images_but_not_among_them(tmp_path):
+    # a manifest's image folder is the one holding the manifest and the images; the images' own folder is off limits
+    store = open_store(url=":memory:")
+    for i in range(2):
+        write_image(tmp_path / "data" / "imgs" / "a" / f"{i}.png", (9 * i, 2, 3))
+    pd.DataFrame({"path": ["imgs/a/0.png", "imgs/a/1.png"], "label": ["a", "b"]}).to_csv(tmp_path / "data" / "m.csv",
+                                                                                         index=False)
+    ingest(store, tmp_path / "data" / "m.csv", "m", ColorEmbedder(), cache_dir=tmp_path / "cache")
+    sel = select(store, "m", labels=["b"], cache_dir=tmp_path / "cache")
+    assert sel.image_root == (tmp_path / "data").resolve()
+    assert sel.source_folder == (tmp_path / "data" / "imgs" / "a").resolve()  # of the whole collection
+    assert export_imagefolder(sel, tmp_path / "data" / "export").exported == 1
+    with pytest.raises(ExportError, match="overlap"):
+        export_imagefolder(sel, tmp_path / "data" / "imgs" / "a" / "export")
 
 
 def test_labels_that_are_not_folder_names_and_name_clashes(tmp_path):

@@ -73,6 +73,7 @@ class Selection:
     image_root: Path | None = None
     audit: pd.DataFrame | None = None  # indexed by str(id): AUDIT_COLUMNS
     missing: list[Skipped] = field(default_factory=list)  # ids asked for that do not exist
+    source_folder: Path | None = None  # the folder that holds every image of the collection: exports stay out of it
 
     def __len__(self) -> int:
         return len(self.points)
@@ -124,8 +125,31 @@ def select(store: Store, collection: str, *, labels: Sequence[Any] | None = None
     if root is None:
         cache = cache_dir if cache_dir is not None else settings.get("ATLAS_CACHE_DIR")
         root = thumbnails.recall_root(cache, store.location, collection) or settings.get("ATLAS_IMAGE_ROOT") or None
-    return Selection(collection, points, label_field, Path(root).expanduser().resolve() if root else None, scores,
-                     missing)
+    root = Path(root).expanduser().resolve() if root else None
+    return Selection(collection, points, label_field, root, scores, missing,
+                     _source_folder(store, collection, root) if root else None)
+
+
+def _source_folder(store: Store, collection: str, root: Path) -> Path:
+    """The deepest folder under the image folder that holds every image of the collection (not only the selected
+    ones): a manifest's image folder can be wide (the folder holding the manifest and its images), the images less."""
+    common: list[str] | None = None
+    for payload in store.scroll(collection, with_vectors=False, payload_keys=["path"]).payloads:
+        path = payload.get("path")
+        if not isinstance(path, str) or not path:
+            continue
+        parts = path.split("/")[:-1]
+        if common is None:
+            common = parts
+        else:
+            n = 0
+            while n < min(len(common), len(parts)) and common[n] == parts[n]:
+                n += 1
+            common = common[:n]
+        if not common:
+            break
+    folder = root.joinpath(*common) if common else root
+    return folder if folder.resolve().is_relative_to(root) else root
 
 
 def _value(v: Any) -> Any:
@@ -174,10 +198,10 @@ def _no_root_note(sel: Selection) -> str:
 
 def _check_target(out: Path, sel: Selection, overwrite: bool, what: str) -> None:
     """Refuse a target inside (or holding) the image folder, and a non-empty one unless told to write into it."""
-    if sel.image_root is not None and (out == sel.image_root or out.is_relative_to(sel.image_root)
-                                       or sel.image_root.is_relative_to(out)):
-        raise ExportError(f"The {what} {out} and the image folder {sel.image_root} overlap: an export never writes "
-                          "into the folder the images come from. Choose a folder outside it.")
+    source = sel.source_folder or sel.image_root
+    if source is not None and (out == source or out.is_relative_to(source) or source.is_relative_to(out)):
+        raise ExportError(f"The {what} {out} and the folder the images come from ({source}) overlap: an export "
+                          "never writes into it. Choose a folder outside it.")
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file: give a folder for the {what}.")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
