@@ -225,3 +225,11 @@ def test_recommend_moves_towards_positives_and_away_from_negatives(store):
     assert [h.id for h in hits] == [1, 2]
     toward_b = store.recommend("r", [vecs[2]], k=2)
     assert [h.id for h in toward_b] == [3, 4]
+
+
+def test_an_empty_folder_name_is_refused_not_taken_as_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for blank in ("", "  "):
+        with pytest.raises(StoreError, match="No embedded Qdrant folder given"):
+            open_store(path=blank)
+    assert list(tmp_path.iterdir()) == []  # no lock file, no collection folder

@@ -57,6 +57,10 @@ class EdgeStore(Store):
     engine = "embedded"
 
     def __init__(self, root: str | os.PathLike[str]):
+        if not str(root).strip():
+            # "" would resolve to the working directory and turn it into a store
+            raise StoreError("No embedded Qdrant folder given. Type a folder (e.g. data/qdrant), or set "
+                             "ATLAS_STORE_PATH.")
         self.root = Path(root).expanduser().resolve()
         self.location = str(self.root)
         try:
