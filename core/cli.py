@@ -689,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "ImageFolder tree, a Hugging Face dataset or Label Studio tasks")
     p.add_argument("--collection", required=True)
     p.add_argument("--out", required=True, help="file (.csv, .parquet, .json) or folder (imagefolder, hf)")
-    p.add_argument("--format", default="", choices=["", "manifest", "imagefolder", "hf", "labelstudio"],
+    p.add_argument("--format", default=None, choices=["manifest", "imagefolder", "hf", "labelstudio"],
                    help="default: from --out (.csv/.parquet manifest, .json labelstudio)")
     p.add_argument("--label", action="append", help="only points with this label (repeatable)")
     p.add_argument("--ids", default="", metavar="FILE", help="only these points: a file with one id per line (or a "
