@@ -353,3 +353,15 @@ def test_a_moved_image_in_a_manifest_keeps_its_point_history(tmp_path, store):
     assert unedited["label"] == "banana" and unedited["label_history"][-1]["action"] == "move"
     assert edited["label"] == "banana" and edited["label_history"][0]["by"] == "ann"  # the user's label wins
     assert [k.label for k in report.kept_labels] == ["banana"]
+
+
+def test_json_lines_manifest_with_windows_paths(tmp_path, store):
+    import json
+
+    root = _fruit(tmp_path / "fruit", n=2)
+    lines = [{"file_name": f"{lab}\\{i}.png", "label": lab, "weight": i} for lab in COLORS for i in range(2)]
+    (root / "m.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    report = ingest(store, root / "m.jsonl", "j", ColorEmbedder())
+    assert (report.added, report.skipped) == (4, [])
+    points = _labels(store, "j")
+    assert points[point_id("banana/1.png")]["weight"] == 1 and points[point_id("banana/1.png")]["label"] == "banana"

@@ -18,7 +18,7 @@ from .. import paths
 from ..ingest import ImageFile, IngestError, Scan, Skipped, point_id, unlabeled_label
 from ..store import InvalidPointId, PointId, parse_point_id
 
-MANIFEST_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq"}
+MANIFEST_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".jsonl"}
 PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "file_name", "filename", "file", "image", "img",
                 "image_file", "image_url", "url", "uri", "location")
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "category", "target", "tag", "annotation")
@@ -34,14 +34,15 @@ def read_table(path: Path) -> pd.DataFrame:
     """The manifest as a table of objects: CSV/TSV cells as text (nothing guessed), Parquet values as stored."""
     suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path).astype(object)
+        if suffix in (".parquet", ".pq", ".jsonl"):
+            table = pd.read_parquet(path) if suffix != ".jsonl" else pd.read_json(path, lines=True, dtype=False)
+            table = table.astype(object)
             return table.where(pd.notna(table), None)
         sep = "\t" if suffix == ".tsv" else _separator(path)
         return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding="utf-8-sig")
     except (OSError, ValueError, ImportError) as exc:  # pandas' parser errors are ValueErrors
         raise IngestError(f"Cannot read the manifest {path}: {exc}. Give a CSV (comma-, semicolon- or tab-separated, "
-                          "UTF-8, a header row) or a Parquet file.") from None
+                          "UTF-8, a header row), a Parquet file or JSON lines (one object per line).") from None
 
 
 def _separator(path: Path) -> str:
@@ -90,6 +91,19 @@ def _cell(value: Any) -> Any:
     if isinstance(value, (bool, int, float)):
         return value
     return str(value)
+
+
+def _resolve(text: str, base: Path) -> Path:
+    """A manifest path as an absolute, normalised path (relative ones under `base`); a Windows path written with
+    backslashes (apple\\1.jpg) is read with slashes when only that form exists."""
+    def absolute(t: str) -> Path:
+        file = Path(t).expanduser()
+        return Path(os.path.normpath(file if file.is_absolute() else base / file))
+
+    file = absolute(text)
+    if "\\" in text and not file.exists() and absolute(text.replace("\\", "/")).exists():
+        return absolute(text.replace("\\", "/"))
+    return file
 
 
 def _label_text(label: Any) -> str:
@@ -167,8 +181,7 @@ def scan_manifest(manifest: str | Path, path_column: str | None = None, label_co
         if _is_url(text):
             url, key = text, text
         else:
-            file = Path(text).expanduser()
-            file = Path(os.path.normpath(file if file.is_absolute() else base / file))
+            file = _resolve(text, base)
             key = str(file)
             if allowed and not any(file.is_relative_to(r) for r in allowed):
                 skipped.append(Skipped(text, f"{where}: outside the allowed folders (ATLAS_ALLOWED_ROOTS)"))
