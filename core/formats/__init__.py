@@ -17,7 +17,7 @@ from typing import Any
 from ..ingest import IngestError, Scan, scan_folder_layout
 from .manifest import MANIFEST_SUFFIXES, read_metadata, scan_manifest
 
-__all__ = ["MANIFEST_SUFFIXES", "SourceOptions", "detect_kind", "read_metadata", "scan_source"]
+__all__ = ["MANIFEST_SUFFIXES", "SourceOptions", "describe", "detect_kind", "read_metadata", "scan_source"]
 
 
 @dataclass
