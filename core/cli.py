@@ -622,8 +622,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "or a Hugging Face dataset into a collection")
     p.add_argument("folder", help="a folder with one subfolder per label (apple/1.jpg, banana/2.png, ...; split "
                    "folders train/apple/1.jpg work too; a folder without subfolders is ingested as unlabeled), a "
-                   "manifest .csv/.tsv/.parquet/.jsonl (image path or URL and label per row, paths relative to it), or a "
-                   "Hugging Face dataset folder written by save_to_disk")
+                   "manifest .csv/.tsv/.parquet/.jsonl (image path or URL and label per row, paths relative to it), "
+                   "or a Hugging Face dataset folder written by save_to_disk")
     p.add_argument("--path-column", default="", help="manifest: the column of image paths or URLs (default: "
                    "detected: path, image, file_name, url, ...)")
     p.add_argument("--label-column", default=None, help="manifest or dataset: the label column (default: detected: "
