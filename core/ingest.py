@@ -486,7 +486,19 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
     existing = store.scroll(collection, with_vectors=False,
                             payload_keys=["sha1", "path", "label_history", "label", *extra_keys])
     known = {pid: p.get("sha1") for pid, p in zip(existing.ids, existing.payloads)}
-    existing_payload = dict(zip(existing.ids, existing.payloads)) if extra_keys else {}
+    existing_payload = dict(zip(existing.ids, existing.payloads))
+    if scan.kind in ("manifest", "hf-dataset"):  # a table's label for an image already in the collection is not applied
+        differ = [(f, existing_payload[f.pid].get("label")) for f in files if f.pid in existing_payload
+                  and existing_payload[f.pid].get("label") is not None
+                  and str(existing_payload[f.pid].get("label")) != str(f.label)]
+        if differ:
+            shown = ", ".join(f"{f.rel_path} '{old}' (source says '{f.label}')" for f, old in differ[:3])
+            one = len(differ) == 1
+            report.notes.append(f"{len(differ):,} {'image' if one else 'images'} already in '{collection}' "
+                                f"{'keeps its' if one else 'keep their'} current label, which differs from the "
+                                f"source's: {shown}{', ...' if len(differ) > 3 else ''}. Labels "
+                                "of existing points change through relabels (Audit page, `relabel`, "
+                                "`import-labelstudio`), or ingest into a new collection.")
     seen = {f.pid for f in files}
     # Points whose file is gone: a new path with the same content is the same file, moved.
     gone = {pid: p for pid, p in zip(existing.ids, existing.payloads) if pid not in seen and p.get("sha1")}
@@ -538,7 +550,7 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
             if item.error is not None:
                 report.skipped.append(Skipped(item.file.rel_path, item.error))
             elif item.tensor is None and pid in known:
-                old = existing_payload.get(pid)
+                old = existing_payload.get(pid) if extra_keys else None
                 if old is not None and any(old.get(k) != v for k, v in item.file.extra.items()):
                     store.set_payload(collection, [pid], item.file.extra)  # the source's other columns changed
                     report.fields_updated += 1

@@ -99,6 +99,13 @@ def test_manifest_csv_paths_relative_to_it_columns_detected_extras_kept(tmp_path
     assert (again.added, again.updated, again.unchanged, again.fields_updated) == (0, 0, 6, 1)
     assert model.batches == 0
     assert _labels(store, "m")[point_id("images/apple/0.png")]["source"] == "scanner"
+    # a label changed in the manifest is not applied to an existing point (the audit owns it), and the report says so
+    rows[1]["category"] = "banana"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    third = ingest(store, manifest, "m", ColorEmbedder())
+    assert _labels(store, "m")[point_id("images/apple/1.png")]["label"] == "apple"
+    assert any(n.startswith("1 image already in 'm' keeps its current label") and "images/apple/1.png 'apple' "
+               "(source says 'banana')" in n for n in third.notes)
 
 
 def test_manifest_in_the_folder_gives_the_folder_ingest_ids(tmp_path, store):
