@@ -8,15 +8,16 @@ from core.exporting import to_csv
 from core.figures import plotly_text
 from ui.audit import (ADAPTIVE, AUTO_RERANK_MAX_POINTS, FIXED_COSINE, OPERATING_POINTS, act, audit_now,
                       calibration_figure, calibration_table, collect_rerank, confusion_figure, current_request,
-                      default_min_confidence, delete_button, duplicate_caption, handled_ids, keep, open_issues,
-                      prefetch,
-                      relabel_chosen, request_audit, rerank, rerank_progress, reranking, show_message, thumb_bytes,
-                      undo_last, version)
+                      default_min_confidence, delete_button, duplicate_caption, figure_of, handled_ids, keep,
+                      open_issues, prefetch, relabel_chosen, request_audit, rerank, rerank_progress, reranking,
+                      show_message, thumb_bytes, undo_last, version)
 from ui.auth import can, mode
 from ui.common import require_collection
 from ui.text import clip, md_escape, plural
 
-PER_PAGE = 10
+# Cards per page: each is a dozen elements (images, buttons, a label picker), and the browser's redraw after a click
+# grows with their number (20 cards, label issues and outliers, took 1-2 s to redraw on a busy 2-core machine).
+PER_PAGE = 5
 
 st.title("Audit")
 ctx = require_collection("audit")
@@ -127,12 +128,13 @@ def report_view() -> None:
             if kind == "outlier" and pd.notna(row.get("outlier_score")):
                 st.text(f"outlier score {row['outlier_score']:.3f}\ndistance {row['outlier_distance']:.3f}")
         with right:
+            # one element for the six neighbours (a row of columns with an image and a text each was 18): a page
+            # shows 20 cards, and the browser's time grows with the element count. Captions are Markdown: escaped.
             neighbours = report.knn.indices[r][:6]
-            ncols = st.columns(6)
-            for j, n in enumerate(neighbours):
-                with ncols[j]:
-                    st.image(thumb_bytes(report.points.payloads[n], ctx, 96), width=96)
-                    st.text(f"{payload_text(table.at[n, 'label'], 20)}\nsim {report.knn.similarities[r][j]:.2f}")
+            if len(neighbours):
+                st.image([thumb_bytes(report.points.payloads[n], ctx, 96) for n in neighbours], width=96,
+                         caption=[md_escape(f"{payload_text(table.at[n, 'label'], 20)} · sim {sim:.2f}")
+                                  for n, sim in zip(neighbours, report.knn.similarities[r])])
             if not editor:
                 return
             a1, a2, a3, a4 = st.columns(4)
@@ -249,10 +251,11 @@ def report_view() -> None:
         if "label" in report.results and not report.results["label"].extra.get("confusion", pd.DataFrame()).empty:
             extra = report.results["label"].extra
             # labels become axis ticks, where Plotly renders HTML: escape them as Plotly text
-            confusion = extra["confusion"].rename(index=plotly_text, columns=plotly_text)
             st.caption("Flagged points by given label (rows) and suggested label (columns): a full cell is a pair of "
                        "classes the data confuses. Empty cells have no suspects.")
-            st.plotly_chart(confusion_figure(confusion), key="audit_confusion", width="stretch")
+            st.plotly_chart(figure_of(report.results["label"], lambda: confusion_figure(
+                extra["confusion"].rename(index=plotly_text, columns=plotly_text))),
+                            key="audit_confusion", width="stretch")
             st.caption("label_quality: the mean label score of each class's labeled points, i.e. the average "
                        "probability that a classifier which never saw a point gives it its own label (0 to 1). "
                        "Low: the class is often confused with others or holds wrong labels; review it first.")

@@ -273,6 +273,7 @@ def test_accept_writes_at_once_and_undo_puts_it_back_without_a_synchronous_audit
     from core.audit import computed
 
     at = _audit()
+    at.session_state["audit_prefetch"]["job"].wait(60)  # the audit started when the page opened
     odd = _row(at, "blue/odd.png")
     runs = computed["audits"]
     at.button(key=f"audit_pt_{odd.name}_accept").click().run()

@@ -17,7 +17,7 @@ import streamlit as st
 from core import labels as label_ops
 from core import settings, thumbnails
 from core.audit import AuditReport
-from core.audit.jobs import AuditJob, start_audit
+from core.audit.jobs import BACKGROUND_NICE, AuditJob, start_audit
 from core.audit.calibration import PRECISION_FIRST, RECALL_FIRST
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
@@ -41,6 +41,8 @@ ADAPTIVE = "Adaptive (recommended)"
 FIXED_COSINE = "Fixed cosine"
 # Re-rank after every decision while an audit is quick; above this many points the user re-ranks when ready.
 AUTO_RERANK_MAX_POINTS = 20_000
+# A re-rank begins this long after the last decision: a run of quick decisions makes one re-rank.
+RERANK_DELAY_S = 1.0
 
 
 def audit_request(collection: str, label_field: str | None, checks: list[str], k: int, choice: str,
@@ -85,18 +87,20 @@ def audit_options(request: dict[str, Any]) -> dict[str, Any]:
                 max_points=settings.get("ATLAS_MAP_MAX_POINTS"), cache=array_cache())
 
 
-def start_job(store: Store, request: dict[str, Any]) -> AuditJob:
-    return start_audit(store, request["collection"], **audit_options(request))
+def start_job(store: Store, request: dict[str, Any], delay: float = 0.0, nice: int = 0) -> AuditJob:
+    return start_audit(store, request["collection"], delay=delay, nice=nice, **audit_options(request))
 
 
 def prefetch(store: Store, request: dict[str, Any], points: int) -> None:
     """Start the audit the controls ask for when the page opens, once per session and collection, so that Run audit
     usually finds it done (run_audit shares an audit under way and keeps finished ones in memory). Only where an
     audit is quick: on a large collection it would take the cores before anyone asked."""
-    if points > AUTO_RERANK_MAX_POINTS or st.session_state.get("audit_prefetched") == request["collection"]:
+    done = st.session_state.get("audit_prefetch")
+    if points > AUTO_RERANK_MAX_POINTS or (done is not None and done["collection"] == request["collection"]):
         return
-    st.session_state["audit_prefetched"] = request["collection"]
-    start_job(store, request)
+    # begins after the page is drawn; at full priority, since a click may soon wait for it
+    st.session_state["audit_prefetch"] = {"collection": request["collection"],
+                                          "job": start_job(store, request, delay=RERANK_DELAY_S)}
 
 
 def wait_with_status(job: AuditJob) -> AuditReport:
@@ -126,10 +130,13 @@ def start_rerank(store: Store, force: bool = False) -> None:
         return
     pending = st.session_state.get("audit_rerank")
     if pending is not None and not pending["job"].done():
-        pending["again"] = True
+        if not pending["job"].postpone(RERANK_DELAY_S):  # not begun yet: it will read this decision too
+            pending["again"] = True
         return
-    st.session_state["audit_rerank"] = {"job": start_job(store, held[0]), "request": held[0], "version": version(),
-                                        "again": False}
+    # begins a moment later (the click's redraw reaches the browser first; quick decisions make one re-rank) and at
+    # a lower priority: nobody waits for it
+    job = start_job(store, held[0], delay=RERANK_DELAY_S, nice=BACKGROUND_NICE)
+    st.session_state["audit_rerank"] = {"job": job, "request": held[0], "version": version(), "again": False}
 
 
 def rerank(store: Store) -> None:
@@ -151,7 +158,7 @@ def collect_rerank(store: Store) -> bool:
         _say("error", f"Re-ranking failed: {pending['job'].error}")
         return False
     st.session_state["audit_report"] = (held[0], pending["job"].result())
-    if pending["again"] or version() != pending["version"]:
+    if pending["again"]:  # decisions came after it had read the labels
         start_rerank(store, force=True)
     return True
 
@@ -390,6 +397,22 @@ def default_min_confidence(confidences: pd.Series, floor: float = 0.6) -> float:
     if values.empty:
         return floor
     return float(max(0.5, min(floor, np.floor(values.max() * 100) / 100)))
+
+
+_figures: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+
+
+def figure_of(owner: Any, build: Callable[[], Any]) -> Any:
+    """A figure built once per report result (`owner`), not on every draw: building the confusion heatmap took a
+    tenth of a draw. Kept for the last few results; identity-checked, since an id can be reused."""
+    hit = _figures.get(id(owner))
+    if hit is not None and hit[0] is owner:
+        return hit[1]
+    fig = build()
+    _figures[id(owner)] = (owner, fig)
+    while len(_figures) > 8:
+        _figures.popitem(last=False)
+    return fig
 
 
 def confusion_figure(confusion: pd.DataFrame):
