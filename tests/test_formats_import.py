@@ -372,3 +372,10 @@ def test_json_lines_manifest_with_windows_paths(tmp_path, store):
     assert (report.added, report.skipped) == (4, [])
     points = _labels(store, "j")
     assert points[point_id("banana/1.png")]["weight"] == 1 and points[point_id("banana/1.png")]["label"] == "banana"
+
+
+def test_a_metadata_file_of_another_kind_is_noted_not_fatal(tmp_path, store):
+    root = _fruit(tmp_path / "fruit", n=1)
+    (root / "metadata.csv").write_text("camera,lens\nx,y\n")
+    report = ingest(store, root, "c", ColorEmbedder())
+    assert report.added == 2 and any("metadata.csv was not used" in n and "file_name" in n for n in report.notes)

@@ -292,13 +292,13 @@ def read_metadata(table_path: Path, root: Path) -> tuple[dict[str, dict[str, Any
         else:
             table = pd.read_csv(table_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, ValueError) as exc:
-        raise IngestError(f"Cannot read {table_path}: {exc}.") from None
+        return {}, {}, [f"{table_path.relative_to(root).as_posix()} was not used: it cannot be read ({exc})."]
     table.columns = [str(c) for c in table.columns]
     where = table_path.relative_to(root).as_posix()
     if "file_name" not in table.columns:
-        raise IngestError(f"{where} has no 'file_name' column (its columns: {', '.join(table.columns)}). A Hugging "
-                          "Face metadata file names each image in 'file_name', relative to its folder; rename the "
-                          "column or remove the file.")
+        return {}, {}, [f"{where} was not used: it has no 'file_name' column (its columns: "
+                        f"{', '.join(table.columns)}). A Hugging Face metadata file names each image in 'file_name', "
+                        "relative to its folder."]
     folder = table_path.parent.relative_to(root).as_posix()
     prefix = "" if folder == "." else folder + "/"
     ids, id_col, note = _ids(table, "auto", table_path)
