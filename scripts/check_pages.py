@@ -4,7 +4,9 @@
 
 The quick start's smoke mode (scripts/demo.sh --smoke) runs it against the demo. --draw-map also draws the
 Explore page's default map (what a new user does first) and reports how long it took; --screenshots writes one
-PNG per page (how the README's screenshots are made, from the full demo).
+PNG per page (how the README's screenshots are made, from the full demo), each after the page has done its job:
+the collection's own folder ingested again (every image unchanged: nothing embedded or written), the map drawn,
+the audit run, a search by one of the collection's own images, the graph drawn. No label is changed.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which a closed network refuses.
@@ -21,6 +24,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 PAGES = {"Collections": "", "Ingest": "ingest", "Explore": "explore", "Audit": "audit", "Search": "search",
          "Graph": "graph"}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+SHOT_WIDTH = 1400
+SHOT_MAX_HEIGHT = {"Collections": 1450, "Audit": 2300, "Search": 1500, "Explore": 1500, "Graph": 1500,
+                   "Ingest": 1100}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def launch(playwright):
@@ -65,6 +72,7 @@ def check(url: str, draw_map: bool = False, screenshots: Path | None = None, tim
 
 
 def _check_pages(page, url: str, draw_map: bool, screenshots: Path | None, timeout_s: float) -> list[str]:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     failures: list[str] = []
@@ -92,13 +100,113 @@ def _check_pages(page, url: str, draw_map: bool, screenshots: Path | None, timeo
               flush=True)
         for f in found:
             print(f"     {f}", flush=True)
+        if screenshots and not found:
+            try:
+                started_job = time.perf_counter()
+                what = show_its_job(page, title, timeout_s)
+                found = problems(page)
+                if what:
+                    print(f"     {what} in {time.perf_counter() - started_job:.1f} s", flush=True)
+            except PlaywrightTimeout as exc:
+                found = [f"showing its job timed out after {timeout_s:g} s: {str(exc).splitlines()[0]}"]
+            except PlaywrightError as exc:  # a control it looks for is gone or ambiguous
+                found = [f"showing its job failed: {str(exc).splitlines()[0]}"]
+            failures += [f"{title}: {f}" for f in found]
+            for f in found:
+                print(f"     {f}", flush=True)
         if screenshots:
             screenshots.mkdir(parents=True, exist_ok=True)
-            if page.locator(".js-plotly-plot").count():  # a map or graph is what a reader wants to see
-                page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
-            page.wait_for_timeout(1000)  # images and the plot finish painting
-            page.screenshot(path=str(screenshots / f"screenshot-{title.lower()}.png"))
+            screenshot(page, screenshots / f"screenshot-{title.lower()}.png", SHOT_MAX_HEIGHT.get(title, 1500))
     return failures
+
+
+def show_its_job(page, title: str, timeout_s: float) -> str:
+    """Before a page's screenshot: what a reader should see it do. Returns what was done ("" for nothing)."""
+    wait = timeout_s * 1000
+    if title == "Ingest":  # the collection's own folder again: every image unchanged, nothing embedded or written
+        collection = parse_qs(urlparse(page.url).query).get("collection", [""])[0]
+        root = _image_root(page, wait)
+        if not collection or root is None:
+            return "no collection or image folder to show an ingest with"
+        page.get_by_role("textbox", name="Folder on the server").fill(str(root))
+        page.get_by_role("textbox", name="Collection").fill(collection)
+        page.get_by_role("button", name="Ingest").click()
+        page.locator("[data-testid='stAlertContentSuccess']").first.wait_for(timeout=wait)
+        wait_idle(page, timeout_s)
+        return f"ingested {root} into {collection} again"
+    if title == "Collections":
+        page.get_by_text("Samples per label").wait_for(timeout=wait)
+        _images_loaded(page, wait)
+        return ""
+    if title == "Explore":
+        drawn = page.locator(".js-plotly-plot").count() > 0  # --draw-map drew it already
+        if not drawn:
+            page.get_by_role("button", name="Draw map").click()
+        page.locator(".js-plotly-plot").first.wait_for(timeout=wait)
+        wait_idle(page, timeout_s)
+        return "" if drawn else "map drawn"
+    if title == "Audit":
+        page.get_by_role("button", name="Run audit").click()
+        page.get_by_text("most likely wrong first").wait_for(timeout=wait)
+        wait_idle(page, timeout_s)
+        _images_loaded(page, wait)
+        return "audit run"
+    if title == "Search":
+        query = _query_image(page, wait)
+        if query is None:
+            return "no image found under the sidebar's image folder: no search shown"
+        upload = page.locator("input[type='file']").first
+        upload.wait_for(state="attached", timeout=wait)
+        upload.set_input_files(str(query))
+        page.get_by_role("button", name="Search by image").click(timeout=wait)
+        page.get_by_text("Qdrant query").wait_for(timeout=wait)
+        wait_idle(page, timeout_s)
+        _images_loaded(page, wait)
+        return f"searched by {query.parent.name}/{query.name}"
+    if title == "Graph":
+        page.get_by_role("button", name="Draw graph").click()
+        page.locator(".js-plotly-plot").first.wait_for(timeout=wait)
+        wait_idle(page, timeout_s)
+        return "graph drawn"
+    return ""
+
+
+def _image_root(page, wait_ms: float) -> Path | None:
+    """The sidebar's image folder, where the page check runs (on the app's machine)."""
+    field = page.get_by_role("textbox", name="Image folder")
+    field.wait_for(timeout=wait_ms)
+    root = Path(field.input_value())
+    return root if root.is_dir() else None
+
+
+def _query_image(page, wait_ms: float) -> Path | None:
+    """An image of the collection's own: the first file of the first label folder under the sidebar's image folder."""
+    root = _image_root(page, wait_ms)
+    if root is None:
+        return None
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            return files[0]
+    return None
+
+
+def _images_loaded(page, wait_ms: float) -> None:
+    page.wait_for_function("Array.from(document.querySelectorAll('[data-testid=stMain] img'))"
+                           ".every(i => i.complete)", timeout=wait_ms)
+
+
+def screenshot(page, path: Path, max_height: int) -> None:
+    """The page's whole content (up to max_height px tall) at SHOT_WIDTH px: Streamlit scrolls inside the page, so a
+    full-page screenshot would cut it at the window; the window is made as tall as the content instead."""
+    height = page.evaluate("(() => { const b = document.querySelector('[data-testid=stMainBlockContainer]');"
+                           " return b ? Math.ceil(b.getBoundingClientRect().bottom + 40) : 0; })()")
+    before = page.viewport_size
+    page.set_viewport_size({"width": SHOT_WIDTH, "height": max(800, min(int(height or 1000), max_height))})
+    page.wait_for_timeout(1500)  # the layout settles, plots resize, images paint
+    page.screenshot(path=str(path))
+    if before:
+        page.set_viewport_size(before)
 
 
 def main() -> int:

@@ -50,7 +50,8 @@ RERANKING = "Re-ranking with your"
 class Session:
     """What the user did: one entry per decision, and every click."""
     clicks: int = 0
-    decisions: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)  # phase, file, given, sugg, act
+    # phase, file name, given label, suggested label, action
+    decisions: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
     duplicate_buttons: int = 0  # cards that showed two buttons of one kind (the previous card's left behind)
     retries: int = 0  # clicks that did not register and were made again
 
