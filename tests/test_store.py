@@ -233,3 +233,21 @@ def test_an_empty_folder_name_is_refused_not_taken_as_the_working_directory(tmp_
         with pytest.raises(StoreError, match="No embedded Qdrant folder given"):
             open_store(path=blank)
     assert list(tmp_path.iterdir()) == []  # no lock file, no collection folder
+
+
+def test_filters_on_true_false_fields_match_on_both_engines(tmp_path):
+    rows = unit_rows(6, 4)
+    for store in (open_store(path=str(tmp_path / "edge")), open_store(url=":memory:")):
+        with store:
+            store.create_collection("c", {"v": 4})
+            store.upsert("c", [1, 2, 3, 4, 5, 6], {"v": rows},
+                         [{"reviewed": True, "label": "a"}, {"reviewed": False, "label": "a"},
+                          {"reviewed": True, "label": "b"}, {"reviewed": 1, "label": "a"}, {"label": "a"},
+                          {"reviewed": "true", "label": "a"}])
+            # a stored 1 or "true" is not the boolean true
+            assert store.count("c", {"reviewed": True}) == 2, store.engine
+            assert store.count("c", {"reviewed": False}) == 1
+            assert store.count("c", {"reviewed": [True, False]}) == 3
+            assert sorted(store.scroll("c", with_vectors=False, filter={"reviewed": True, "label": "a"}).ids) == [1]
+            hits = store.query("c", rows[2], k=6, filter={"reviewed": True})
+            assert sorted(h.id for h in hits) == [1, 3]

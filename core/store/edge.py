@@ -10,7 +10,7 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import qdrant_edge as qe
@@ -27,15 +27,22 @@ def _norm_id(pid: Any) -> PointId:  # the engine hands UUID ids back as uuid.UUI
     return str(pid) if isinstance(pid, uuid.UUID) else pid
 
 
-def _edge_filter(filter: Filter | None) -> qe.Filter | None:
+def _edge_filter(filter: Filter | None, bool_ids: Callable[[str, list[bool]], set] | None = None
+                 ) -> qe.Filter | None:
+    """bool_ids(key, values): the ids whose payload `key` is one of the booleans. The engine's binding turns
+    MatchValue(True) into the integer 1, which matches no stored `true`, so booleans are matched by id."""
     terms = filter_terms(filter)
     if not terms:
         return None
     must: list[Any] = []
-    for path, groups in terms:
+    for key, (path, groups) in zip((filter or {}), terms):
         conds = []
         for kind, values in groups.items():
-            if kind is bool or len(values) == 1:  # MatchAny takes only texts or only integers
+            if kind is bool:
+                if bool_ids is None:
+                    raise StoreError(f"Cannot filter field {key!r} on true/false here.")
+                conds.append(qe.HasIdCondition(set(bool_ids(key, values))))
+            elif len(values) == 1:  # MatchAny takes only texts or only integers
                 conds += [qe.FieldCondition(key=path, match=qe.MatchValue(v)) for v in values]
             else:
                 conds.append(qe.FieldCondition(key=path, match=qe.MatchAny(values)))
@@ -160,6 +167,13 @@ class EdgeStore(Store):
         except Exception as exc:
             raise StoreError(f"Upsert into '{name}' failed: {exc}") from None
 
+    def _filter(self, name: str, filter: Filter | None) -> qe.Filter | None:
+        return _edge_filter(filter, lambda key, values: self._ids_with_bool(name, key, values))
+
+    def _ids_with_bool(self, name: str, key: str, values: list[bool]) -> set:
+        found = self._scroll_engine(name, None, None, [key], 5000, None)
+        return {pid for pid, p in zip(found.ids, found.payloads) if isinstance(p.get(key), bool) and p[key] in values}
+
     def _using(self, name: str, vector: str | None) -> str:
         return CollectionInfo(name, 0, self._vectors(name)).vector(vector).name
 
@@ -184,10 +198,11 @@ class EdgeStore(Store):
         pages: list[np.ndarray] = []
         payloads: list[dict[str, Any]] = []
         offset = None
+        flt = self._filter(name, filter)
         while True:
             want = page_size if limit is None else min(page_size, limit - len(ids))
             records, offset = shard.scroll(qe.ScrollRequest(
-                offset=offset, limit=want, filter=_edge_filter(filter), with_payload=with_payload,
+                offset=offset, limit=want, filter=flt, with_payload=with_payload,
                 with_vector=[using] if using else (using is not None)))
             rows = []
             for rec in records:
@@ -264,7 +279,8 @@ class EdgeStore(Store):
         vname = self._using(name, using)
         query_vec = np.asarray(vector, dtype=np.float32).tolist()
         hits = shard.query(qe.QueryRequest(
-            limit=int(k), query=qe.Query.Nearest(query_vec, using=vname or None), filter=_edge_filter(filter),
+            limit=int(k), query=qe.Query.Nearest(query_vec, using=vname or None),
+            filter=self._filter(name, filter),
             with_payload=True, score_threshold=score_threshold,
             params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact)))
         return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
@@ -276,14 +292,14 @@ class EdgeStore(Store):
         query = qe.RecommendQuery([np.asarray(v, np.float32).tolist() for v in positives],
                                   [np.asarray(v, np.float32).tolist() for v in negatives])
         hits = shard.query(qe.QueryRequest(limit=int(k), query=qe.Query.RecommendBestScore(query, using=vname or None),
-                                           filter=_edge_filter(filter), with_payload=True))
+                                           filter=self._filter(name, filter), with_payload=True))
         return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
         self._shard(name).update(qe.UpdateOperation.set_payload(parse_point_ids(ids), dict(payload)))
 
     def count(self, name: str, filter: Filter | None = None) -> int:
-        return self._shard(name).count(qe.CountRequest(exact=True, filter=_edge_filter(filter)))
+        return self._shard(name).count(qe.CountRequest(exact=True, filter=self._filter(name, filter)))
 
     def count_by(self, name: str, key: str, limit: int = 10_000) -> dict[Any, int]:
         shard = self._shard(name)
