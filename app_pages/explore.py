@@ -51,11 +51,14 @@ with st.form("explore_form"):
     n_neighbors = st.session_state.get("explore_nn", 15)
     min_dist = st.session_state.get("explore_min_dist", 0.1)
     perplexity = st.session_state.get("explore_perplexity", 30)
+    # the default only for a slider the session has no value for (a kept value and a default together warn)
+    default = lambda key, value: {} if key in st.session_state else {"value": value}  # noqa: E731
     if method == "UMAP":
-        n_neighbors = m1.slider("UMAP n_neighbors", 2, 200, 15, key="explore_nn")
-        min_dist = m2.slider("UMAP min_dist", 0.0, 0.99, 0.1, key="explore_min_dist")
+        n_neighbors = m1.slider("UMAP n_neighbors", 2, 200, key="explore_nn", **default("explore_nn", 15))
+        min_dist = m2.slider("UMAP min_dist", 0.0, 0.99, key="explore_min_dist", **default("explore_min_dist", 0.1))
     elif method == "t-SNE":
-        perplexity = m1.slider("t-SNE perplexity", 2, 100, 30, key="explore_perplexity")
+        perplexity = m1.slider("t-SNE perplexity", 2, 100, key="explore_perplexity",
+                               **default("explore_perplexity", 30))
     else:
         m1.caption("PCA has no settings: the two directions of largest variance, computed at once.")
     drawn = st.form_submit_button("Draw map", type="primary")

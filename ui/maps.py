@@ -9,6 +9,7 @@ from core.maps import MapResult, compute_map
 from core.projection import ProjectionParams
 from core.store import Filter, Store
 from core.warmup import is_warm, warm_up
+from ui import warm
 from ui.text import plural
 
 
@@ -18,6 +19,7 @@ def array_cache() -> ArrayCache:
 
 
 _warm = False
+_frozen_after: dict[str, bool] = {}
 METHOD_NAMES = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}
 
 
@@ -50,6 +52,10 @@ def map_with_status(store: Store, collection: str, params: ProjectionParams, vec
 
         result = compute_map(store, collection, params, vector=vector, filter=filter, max_points=max_points,
                              cache=array_cache(), progress=on_progress)
+        if not result.cached and not _frozen_after.get(result.method):
+            # the first computed map of a kind imports its library (umap-learn, numba, openTSNE) for good
+            _frozen_after[result.method] = True
+            warm.refreeze()
         status.update(label=f"{method_name(result.method)} map of {plural(len(result.points), 'point')} "
                             f"({'from cache' if result.cached else f'computed in {result.seconds:.1f} s'})",
                       state="complete")

@@ -42,6 +42,13 @@ def warm(modules: tuple[str, ...] = MODULES) -> float:
     return seconds
 
 
+def refreeze() -> None:
+    """Collect, then freeze what is left out of later collections: after work that imported or compiled a lot for
+    good (a first map brings in umap-learn and numba), so that the collection after every run stays quick."""
+    gc.collect()
+    gc.freeze()
+
+
 def start(modules: tuple[str, ...] = MODULES) -> bool:
     """Warm up in a background thread, once per process; True when this call started it."""
     global _thread
