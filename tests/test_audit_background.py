@@ -82,3 +82,14 @@ def test_opening_the_audit_page_starts_the_audit_that_run_audit_then_finds_ready
     assert computed["audits"] == runs and at.session_state["audit_report"][1].cached
     at.run()  # another draw starts no second prefetch
     assert at.session_state["audit_prefetch"] is prefetch
+
+
+def test_a_cancelled_job_stops_and_says_so():
+    from core.audit.jobs import Cancelled
+
+    s, _ = _store(seed=3)
+    before = computed["audits"]
+    job = start_audit(s, "c", delay=5, checks=["label"], threshold=0.1)
+    job.cancel()  # e.g. Run audit was pressed while this re-rank waited
+    assert job.wait(10)
+    assert isinstance(job.error, Cancelled) and computed["audits"] == before

@@ -117,7 +117,11 @@ def wait_with_status(job: AuditJob) -> AuditReport:
 
 
 def audit_now(store: Store, request: dict[str, Any]) -> AuditReport:
-    """Run audit: the report for the labels as they are now (from memory when nothing changed)."""
+    """Run audit: the report for the labels as they are now (from memory when nothing changed). A re-rank under way
+    is no longer wanted: this audit reads the same labels, at full priority."""
+    pending = st.session_state.pop("audit_rerank", None)
+    if pending is not None:
+        pending["job"].cancel()
     return wait_with_status(start_job(store, request))
 
 

@@ -1,6 +1,7 @@
 """The label audit: label issues, outliers and near-duplicates over one shared kNN graph."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -59,10 +60,19 @@ _inflight: dict[str, "_Flight"] = {}
 computed = {"audits": 0}
 
 
+def _niceness() -> int:
+    """This thread's scheduling niceness (Linux; 0 elsewhere): background jobs lower their priority."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0
+
+
 @dataclass
 class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     progress: tuple[str, float] = ("reading points", 0.0)
+    nice: int = field(default_factory=_niceness)
 
 
 def _label_state(points: PointSet, label_field: str | None) -> str:
@@ -112,7 +122,9 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
                 return AuditReport(pts, label_field, hit.table, hit.results, hit.knn, time.perf_counter() - started,
                                    True, hit.notes)
             flight = _inflight.get(key)
-            if flight is None:
+            # a caller at a higher priority than the one computing (someone waiting, not a background re-rank)
+            # computes its own rather than wait behind a thread the system serves last
+            if flight is None or flight.nice > _niceness():
                 flight = _inflight[key] = _Flight()
                 break
         while not flight.done.wait(0.2):  # the same audit is under way elsewhere: show its progress, then share it
@@ -122,7 +134,8 @@ def run_audit(store: Store, collection: str, label_field: str | None = "label", 
                         duplicate_similarity, unknown, cache, started, say, flight)
     finally:
         with _memory_lock:
-            _inflight.pop(key, None)
+            if _inflight.get(key) is flight:
+                del _inflight[key]
         flight.done.set()
 
 

@@ -19,6 +19,10 @@ from . import AuditReport, Progress, run_audit
 BACKGROUND_NICE = 10
 
 
+class Cancelled(Exception):
+    """Raised inside a cancelled job's computation; becomes its error."""
+
+
 class AuditJob:
     """One audit on its own daemon thread; every attribute is safe to read from any thread.
 
@@ -38,6 +42,7 @@ class AuditJob:
         self._lock = threading.Lock()
         self._begun = False
         self._done = threading.Event()
+        self._cancelled = False
         self._thread = threading.Thread(target=self._work, name=f"atlas-{name}", daemon=True)
         self._thread.start()
 
@@ -61,7 +66,7 @@ class AuditJob:
         while True:
             with self._lock:
                 wait = self._begin_at - time.monotonic()
-                if wait <= 0:
+                if wait <= 0 or self._cancelled:
                     self._begun = True
                     break
             time.sleep(min(wait, 0.1))
@@ -73,7 +78,13 @@ class AuditJob:
             self._done.set()
 
     def _say(self, what: str, fraction: float) -> None:
+        if self._cancelled:
+            raise Cancelled("The audit was cancelled.")
         self.progress = (what, fraction)
+
+    def cancel(self) -> None:
+        """Stop at the next step (between checks; a check under way finishes first): its result is not wanted."""
+        self._cancelled = True
 
     def done(self) -> bool:
         return self._done.is_set()
