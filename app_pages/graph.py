@@ -10,9 +10,11 @@ from core.maps import compute_map
 from core.points import load_points, load_vectors
 from core.search import SearchError, parse_point_id
 from core.store import StoreError
-from ui.common import require_collection, thumb
+from ui.common import gallery, require_collection, thumb
 from ui.maps import array_cache
-from ui.text import md_escape
+from ui.text import md_escape, plural
+
+NEIGHBOURS_SHOWN = 16
 
 st.title("Graph")
 ctx = require_collection("draw")
@@ -28,6 +30,14 @@ if suspects and suspects["collection"] == s.name and suspects["ids"]:
 search = st.session_state.get("search_result")
 if search and search[0] == s.name and search[1].hits:
     sources.append("Around the last search results")
+
+
+def chart_key() -> str:
+    """The chart's key: a new one after "Clear the selection", so that Plotly's own highlight of the clicked node
+    goes too (that redraw may reset the zoom; a click does not)."""
+    n = st.session_state.get("graph_chart_clears", 0)
+    return "graph_chart" if n == 0 else f"graph_chart_{n}"
+
 
 with st.form("graph_form"):
     c1, c2, c3 = st.columns(3)
@@ -61,6 +71,7 @@ if drawn:
                                          "tree": tree, "layout": layout,
                                          "filter": {ctx.label_field: labels} if labels else None, "expand": []}
     st.session_state.pop("graph_selected", None)
+    st.session_state["graph_click_seen"] = repr(st.session_state.get(chart_key()))
 
 req = st.session_state.get("graph_request")
 if not req or req["collection"] != s.name:
@@ -168,6 +179,21 @@ def expand_selected() -> None:
 
 def clear_selected() -> None:
     st.session_state.pop("graph_selected", None)
+    st.session_state["graph_chart_clears"] = st.session_state.get("graph_chart_clears", 0) + 1
+
+
+def figure_for(graph: Graph, edges: str, start_rows: list[int]):
+    """The graph's figure, made once per graph and edge option: a click does not change it. Streamlit identifies
+    a chart by its figure, so a changed figure is a new chart, drawn from scratch at the full view: keeping the
+    figure the same is what keeps the user's zoom and pan (Plotly's uirevision alone does not, across a new chart).
+    Plotly highlights the clicked node itself (clickmode event+select)."""
+    key = (edges, tuple(start_rows), tuple(s.labels.items()))
+    held = st.session_state.get("graph_figure")
+    if held is None or held[0] is not graph or held[1] != key:
+        colors = label_colors(s.labels) if ctx.label_field else None
+        held = (graph, key, graph_figure(graph, highlight=start_rows, colors=colors, edges=edges))
+        st.session_state["graph_figure"] = held
+    return held[2]
 
 
 @st.fragment
@@ -189,27 +215,27 @@ def graph_view() -> None:
         return
     n_cross = int(graph.cross_label.sum())
     expanded = len(req.get("expand", []))
-    st.caption(f"{len(graph.ids):,} node{'s' if len(graph.ids) != 1 else ''} · {len(graph.edges):,} "
-               f"edge{'s' if len(graph.edges) != 1 else ''} · {n_cross:,} join different labels · built in "
-               f"{graph.seconds:.2f} s" + (f" · {expanded} node{'s' if expanded != 1 else ''} expanded"
-                                           if expanded else ""))
+    st.caption(f"{plural(len(graph.ids), 'node')} · {plural(len(graph.edges), 'edge')} · {n_cross:,} join "
+               f"different labels · built in {graph.seconds:.2f} s"
+               + (f" · {plural(expanded, 'node')} expanded" if expanded else ""))
     edges = st.radio("Edges", EDGE_MODES, horizontal=True, key="graph_edges",
                      help="Same-label edges are light grey. Cross-label edges are dashed dark red: bold where the "
                           "two images are as similar as a typical same-label pair (worth a look), faint otherwise.")
-    # a click arrives as the chart's state before the chart is drawn again: read it first, so the drawn figure
-    # already dims everything but the clicked node and its neighbours
-    rows = clicked_rows(st.session_state.get("graph_chart"))
-    if rows and 0 <= rows[0] < len(graph.ids):
+    # a click arrives as the chart's state; the same state again (a rerun, or the last graph's click after Draw
+    # graph) is no new click
+    event = st.session_state.get(chart_key())
+    rows = clicked_rows(event)
+    if rows and 0 <= rows[0] < len(graph.ids) and repr(event) != st.session_state.get("graph_click_seen"):
         st.session_state["graph_selected"] = graph.ids[rows[0]]
+        st.session_state["graph_click_seen"] = repr(event)
     pid = st.session_state.get("graph_selected")
     r = graph.ids.index(pid) if pid is not None and pid in graph.ids else None
     starts = set(req["start"])
     start_rows = [i for i, p in enumerate(graph.ids) if p in starts] if starts else []
-    colors = label_colors(s.labels) if ctx.label_field else None
-    st.plotly_chart(graph_figure(graph, highlight=start_rows, colors=colors, selected=r, edges=edges),
-                    key="graph_chart", on_select="rerun", selection_mode=("points",))
+    st.plotly_chart(figure_for(graph, edges, start_rows), key=chart_key(), on_select="rerun",
+                    selection_mode=("points",))
     if r is None:
-        st.caption("Click a node to see its image and payload; its neighbours stay lit and the rest dims.")
+        st.caption("Click a node to see its image, its payload and its neighbours (the rest of the graph dims).")
         return
     left, right = st.columns([1, 3])
     with left:
@@ -223,6 +249,12 @@ def graph_view() -> None:
         b1.button("Expand its neighbours into the graph", key="graph_expand", on_click=expand_selected,
                   disabled=graph.ids[r] in req.get("expand", []))
         b2.button("Clear the selection", key="graph_clear", on_click=clear_selected)
+    near = [int(i) for i in graph.neighbours(r)][:NEIGHBOURS_SHOWN]
+    if near:
+        other = sum(graph.labels[i] != graph.labels[r] for i in near)
+        st.caption(f"Its {plural(len(near), 'neighbour')} in the graph"
+                   + (f", {other:,} with another label" if other else "") + ":")
+        gallery([graph.payloads[i] for i in near], ctx, ctx.label_field, columns=8, size=96)
 
 
 graph_view()
