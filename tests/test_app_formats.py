@@ -77,7 +77,7 @@ def test_ingest_page_ingests_a_manifest_with_its_labels_and_columns(app_env):
     at.selectbox(key="ingest_model").set_value("effnet-lite0")
     [b for b in at.button if b.label == "Ingest"][0].click().run()
     assert not at.exception, at.exception
-    assert any("pets: 5 added" in s.value for s in at.success), [s.value for s in at.success]
+    assert any("pets: 5 added" in shown(s.value) for s in at.success), [s.value for s in at.success]
     texts = [t.value for t in at.text]
     assert any("labels from column 'breed'" in t for t in texts), texts  # the scan's notes
     [skipped] = [d.value for d in at.dataframe if "reason" in d.value.columns]
