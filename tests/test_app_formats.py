@@ -223,3 +223,33 @@ def test_panel_offers_writes_by_role(app_env, user, writes, reviews):
     keys = {b.key for b in at.button}
     assert ("exp_write" in keys) is writes
     assert ("exp_ls_apply" in keys) is reviews
+
+
+def test_audit_report_adds_scores_offers_suspects_only_and_writes_them_into_the_payload(colors_env, deferred):
+    from core import api
+
+    store = get_store("", "", str(colors_env))
+    report = api.audit("colors", store=store, checks=["label"], threshold=0.3)
+    flagged = {str(i) for i in report.suspects("label")["id"]}
+    assert point_id("blue/odd.png") in flagged and len(flagged) < 39
+    at = _panel(export_test_audit=report)
+    assert not at.exception, at.exception
+    every = pd.read_csv(io.BytesIO(deferred["colors.csv"]()), dtype=str)
+    assert len(every) == 39 and {"suggested_label", "label_score"} <= set(every.columns)
+    assert every.set_index("id").loc[point_id("blue/odd.png"), "suggested_label"] == "red"
+
+    at.radio(key="exp_scope").set_value("Suspects only").run()
+    assert any(f"{len(flagged)} point" in c.value for c in at.caption)
+    suspects = pd.read_csv(io.BytesIO(deferred["colors-suspects.csv"]()), dtype=str)
+    assert set(suspects["id"]) == flagged
+    tasks = json.loads(deferred["colors-suspects-labelstudio.json"]())
+    odd = next(t for t in tasks if t["data"]["atlas_id"] == point_id("blue/odd.png"))
+    assert odd["predictions"][0]["result"][0]["value"]["choices"] == ["red"]
+
+    assert "label_score" not in store.retrieve("colors", [point_id("blue/odd.png")]).payloads[0]
+    at.button(key="exp_scores").click().run()
+    assert not at.exception, at.exception
+    assert any("39 points" in shown(s.value) for s in at.success), [s.value for s in at.success]
+    payload = store.retrieve("colors", [point_id("blue/odd.png")]).payloads[0]
+    assert payload["is_label_issue"] is True and payload["suggested_label"] == "red" and "audit_at" in payload
+    assert payload["label"] == "blue"  # labels are not touched
