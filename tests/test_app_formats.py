@@ -253,3 +253,34 @@ def test_audit_report_adds_scores_offers_suspects_only_and_writes_them_into_the_
     payload = store.retrieve("colors", [point_id("blue/odd.png")]).payloads[0]
     assert payload["is_label_issue"] is True and payload["suggested_label"] == "red" and "audit_at" in payload
     assert payload["label"] == "blue"  # labels are not touched
+
+
+def test_ingest_page_ingests_a_hugging_face_dataset(app_env):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+
+    def png(color):
+        out = io.BytesIO()
+        from PIL import Image as PILImage
+
+        PILImage.new("RGB", (32, 32), color).save(out, "PNG")
+        return out.getvalue()
+
+    features = Features({"img": Image(), "fine": ClassLabel(names=["apple", "banana"]), "source": Value("string")})
+    splits = {split: Dataset.from_dict({"img": [{"bytes": png((60 * i + 20 * lab, 90, 30)), "path": None}
+                                                for i, lab in enumerate(labels)],
+                                        "fine": labels, "source": [f"s{i}" for i in range(len(labels))]},
+                                       features=features)
+              for split, labels in {"train": [0, 0, 1], "test": [1, -1]}.items()}
+    DatasetDict(splits).save_to_disk(str(app_env / "hf"))
+    at = _app().run()
+    at.switch_page("app_pages/ingest.py").run()
+    at.text_input(key="ingest_folder").set_value(str(app_env / "hf")).run()
+    assert any("Hugging Face dataset" in c.value for c in at.caption)
+    at.text_input(key="ingest_collection").set_value("hf")
+    at.selectbox(key="ingest_model").set_value("effnet-lite0")
+    [b for b in at.button if b.label == "Ingest"][0].click().run()
+    assert not at.exception, at.exception
+    assert any("hf: 5 added" in shown(s.value) for s in at.success), [s.value for s in at.success]
+    store = get_store("", "", str(app_env / "qdrant"))
+    assert store.count_by("hf", "label") == {"apple": 2, "banana": 2, "unlabeled": 1}
+    assert store.count_by("hf", "split") == {"train": 3, "test": 2}
