@@ -115,7 +115,8 @@ pts = result.points
 if len(pts) == 0:
     st.warning("No point matches this filter. Remove a label or field filter and draw again.")
     st.stop()
-st.caption(f"Showing {len(pts):,} of {plural(pts.total, 'point')}" + (" (a seeded sample)" if len(pts) < pts.total else ""))
+st.caption(f"Showing {len(pts):,} of {plural(pts.total, 'point')}"
+           + (" (a seeded sample)" if len(pts) < pts.total else ""))
 for note in result.notes:
     st.info(md_escape(note))
 

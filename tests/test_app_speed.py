@@ -229,3 +229,21 @@ def test_warm_up_imports_once_and_freezes_the_heap(monkeypatch):
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_launcher_warms_up_then_runs_the_app_without_the_file_watcher(monkeypatch):
+    import streamlit.web.cli
+
+    from ui import serve, warm
+
+    seen = {}
+    monkeypatch.setattr(warm, "warm", lambda: seen.setdefault("warmed", True))
+    monkeypatch.setattr(streamlit.web.cli, "main", lambda: seen.setdefault("argv", list(serve.sys.argv)) and 0)
+    monkeypatch.setattr(serve.sys, "argv", ["serve"])
+    assert serve.main(["--server.port", "8600"]) == 0
+    assert seen["warmed"]
+    assert seen["argv"] == ["streamlit", "run", str(ROOT / "app.py"), "--server.port", "8600",
+                            "--server.fileWatcherType", "none"]
+    seen.clear()
+    serve.main(["--server.fileWatcherType", "auto"])
+    assert seen["argv"][-2:] == ["--server.fileWatcherType", "auto"]

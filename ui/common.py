@@ -266,8 +266,8 @@ def thumb(payload: dict, ctx: Context, size: int = 160) -> bytes:
         if key in _thumbs:
             _thumbs.move_to_end(key)
             return _thumbs[key]
-    img = thumbnails.thumbnail(payload, ctx.image_root, size=size, cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs",
-                               base_urls=ctx.image_base_urls)
+    img = thumbnails.thumbnail(payload, ctx.image_root, size=size,
+                               cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs", base_urls=ctx.image_base_urls)
     if img is None:
         return _placeholder(size)
     data = _jpeg(img)
