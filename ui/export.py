@@ -227,6 +227,10 @@ def export_panel(ctx: Any, ids: Sequence[Any] | None = None, audit_report: Any =
         _download(c4, "Label Studio config (XML)", target.labelstudio_xml, f"{stem}-labelstudio.xml",
                   "application/xml", f"{key}_ls_xml", disabled,
                   help="Paste it under Settings > Labeling Interface > Code.")
+        if not ctx.image_base_urls:
+            st.caption("The tasks point at the images as Label Studio local files (`/data/local-files/?d=<path>`): "
+                       "start Label Studio with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and the image folder as "
+                       "`LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`, or ingest with a base URL so that tasks carry URLs.")
 
         if can("admin"):
             st.markdown("**Write to a server folder**")
