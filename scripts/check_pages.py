@@ -11,6 +11,7 @@ the audit run, a search by one of the collection's own images, the graph drawn. 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import sys
 import time
@@ -128,7 +129,10 @@ def show_its_job(page, title: str, timeout_s: float) -> str:
         root = _image_root(page, wait)
         if not collection or root is None:
             return "no collection or image folder to show an ingest with"
-        page.get_by_role("textbox", name="Folder on the server").fill(str(root))
+        folder = page.get_by_role("textbox", name=re.compile(r"^Folder"))  # "Folder (or manifest) on the server"
+        folder.fill(str(root))
+        folder.press("Enter")
+        wait_idle(page, timeout_s)
         page.get_by_role("textbox", name="Collection").fill(collection)
         page.get_by_role("button", name="Ingest").click()
         page.locator("[data-testid='stAlertContentSuccess']").first.wait_for(timeout=wait)
