@@ -284,3 +284,25 @@ def test_ingest_page_ingests_a_hugging_face_dataset(app_env):
     store = get_store("", "", str(app_env / "qdrant"))
     assert store.count_by("hf", "label") == {"apple": 2, "banana": 2, "unlabeled": 1}
     assert store.count_by("hf", "split") == {"train": 3, "test": 2}
+
+
+def test_a_panel_drawn_before_read_only_cannot_write_after(app_env, monkeypatch, deferred):
+    store, apple0, _ = _ids(app_env)
+    at = _panel()  # local single-user mode: admin
+    tasks = json.loads(deferred["fruits-labelstudio.json"]())
+    task = next(t for t in tasks if t["data"]["atlas_id"] == apple0)
+    task["annotations"] = [{"id": 1, "result": [{"from_name": "choice", "to_name": "image", "type": "choices",
+                                                 "value": {"choices": ["banana"]}}]}]
+    at.file_uploader(key="exp_ls_upload_0").set_value(("review.json", json.dumps([task]).encode(), "application/json"))
+    at.text_input(key="exp_out").set_value(str(app_env / "tree"))
+    monkeypatch.setenv("ATLAS_READ_ONLY", "on")
+    at.button(key="exp_ls_apply").click().run()
+    assert any("Not allowed" in e.value for e in at.error)
+    assert store.retrieve("fruits", [apple0]).payloads[0]["label"] == "apple"
+    monkeypatch.delenv("ATLAS_READ_ONLY")
+    at = _panel()
+    at.text_input(key="exp_out").set_value(str(app_env / "tree"))
+    monkeypatch.setenv("ATLAS_READ_ONLY", "on")
+    at.button(key="exp_write").click().run()
+    assert any("Not allowed" in e.value for e in at.error)
+    assert not (app_env / "tree").exists()
