@@ -118,7 +118,8 @@ if submitted:  # True in this one run only: the ingest runs once per click
 
         def on_progress(p) -> None:
             eta = f", about {p.eta_seconds:.0f} s left" if p.eta_seconds is not None else ""
-            bar.progress(p.done / p.total, text=f"{p.done:,} of {plural(p.total, 'image')} · {p.rate:.1f} images/s{eta}")
+            bar.progress(p.done / p.total,
+                         text=f"{p.done:,} of {plural(p.total, 'image')} · {p.rate:.1f} images/s{eta}")
 
         report = ingest(ctx.store, resolved, collection.strip(), model, base_url=base_url.strip(),
                         batch_size=int(batch_size), workers=settings.get("ATLAS_WORKERS"),
@@ -146,6 +147,7 @@ if report:
     if name:
         st.caption("Next: look at its labels and samples on Collections, then map it on Explore and check its "
                    "labels on Audit.")
-        if st.button(f"Open {md_escape(clip(name, 40))} on Collections", key="ingest_open", type="primary", on_click=open_collection,
-                     args=(name,), help="Select the new collection in the sidebar and open the Collections page."):
+        if st.button(f"Open {md_escape(clip(name, 40))} on Collections", key="ingest_open", type="primary",
+                     on_click=open_collection, args=(name,),
+                     help="Select the new collection in the sidebar and open the Collections page."):
             st.switch_page("app_pages/collections.py")

@@ -95,7 +95,7 @@ def test_ingest_page_ingests_a_manifest_with_its_labels_and_columns(app_env):
 
 
 def test_ingest_page_refuses_a_manifest_outside_the_allowed_roots_before_reading_it(app_env, monkeypatch):
-    manifest = _manifest(app_env)
+    _manifest(app_env)
     (app_env / "allowed").mkdir()
     monkeypatch.setenv("ATLAS_ALLOWED_ROOTS", str(app_env / "allowed"))
     at = _app().run()

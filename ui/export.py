@@ -218,8 +218,8 @@ def export_panel(ctx: Any, ids: Sequence[Any] | None = None, audit_report: Any =
         disabled = n == 0
         c1, c2, c3, c4 = st.columns(4)
         _download(c1, "Manifest (CSV)", target.manifest_csv, f"{stem}.csv", "text/csv", f"{key}_csv", disabled)
-        _download(c2, "Manifest (Parquet)", target.manifest_parquet, f"{stem}.parquet", "application/vnd.apache.parquet",
-                  f"{key}_parquet", disabled)
+        _download(c2, "Manifest (Parquet)", target.manifest_parquet, f"{stem}.parquet",
+                  "application/vnd.apache.parquet", f"{key}_parquet", disabled)
         _download(c3, "Label Studio tasks (JSON)", target.labelstudio_json, f"{stem}-labelstudio.json",
                   "application/json", f"{key}_ls_json", disabled,
                   help="One task per image with the suggested label as a prediction. Import it into a Label Studio "
@@ -229,8 +229,9 @@ def export_panel(ctx: Any, ids: Sequence[Any] | None = None, audit_report: Any =
                   help="Paste it under Settings > Labeling Interface > Code.")
         if not ctx.image_base_urls:
             st.caption("The tasks point at the images as Label Studio local files (`/data/local-files/?d=<path>`): "
-                       "start Label Studio with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and the image folder as "
-                       "`LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`, or ingest with a base URL so that tasks carry URLs.")
+                       "start Label Studio with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and the image folder "
+                       "as `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`, or ingest with a base URL so that tasks carry "
+                       "URLs.")
 
         if can("admin"):
             st.markdown("**Write to a server folder**")
