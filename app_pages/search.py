@@ -144,12 +144,21 @@ st.download_button("Export results (CSV)", to_csv(table), f"{s.name}-results.csv
 
 req = st.session_state.get("explore_request")
 if req and req["collection"] == s.name:
-    shown = compute_map(ctx.store, s.name, req["params"], vector=req["vector"], filter=req["filter"],
-                        max_points=req["max_points"], cache=array_cache(), cached_only=True)
-    if shown is not None:
-        wanted = {h.id for h in result.hits}
-        rows = [i for i, pid in enumerate(shown.points.ids) if pid in wanted]
-        values = [p.get(ctx.label_field) if ctx.label_field else None for p in shown.points.payloads]
-        mf = map_figure(shown.coords, group_names(values), [p.get("file_name", "") for p in shown.points.payloads],
-                        shown.points.ids, highlight={"search results": rows}, height=450)
-        st.plotly_chart(mf.figure, key="search_map")
+    # made once per result and map: the page's other reruns (typing a query, switching tabs) reuse it
+    map_key = (id(result), repr(req), ctx.label_field, len(st.session_state.get("audit_changes", [])))
+    held = st.session_state.get("search_map_figure")
+    if held is None or held[0] != map_key or held[1] is not result:
+        shown = compute_map(ctx.store, s.name, req["params"], vector=req["vector"], filter=req["filter"],
+                            max_points=req["max_points"], cache=array_cache(), cached_only=True)
+        figure = None
+        if shown is not None:
+            wanted = {h.id for h in result.hits}
+            rows = [i for i, pid in enumerate(shown.points.ids) if pid in wanted]
+            values = [p.get(ctx.label_field) if ctx.label_field else None for p in shown.points.payloads]
+            figure = map_figure(shown.coords, group_names(values),
+                                [p.get("file_name", "") for p in shown.points.payloads], shown.points.ids,
+                                highlight={"search results": rows}, height=450).figure
+        held = (map_key, result, figure)
+        st.session_state["search_map_figure"] = held
+    if held[2] is not None:
+        st.plotly_chart(held[2], key="search_map")

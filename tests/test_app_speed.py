@@ -247,3 +247,23 @@ def test_launcher_warms_up_then_runs_the_app_without_the_file_watcher(monkeypatc
     seen.clear()
     serve.main(["--server.fileWatcherType", "auto"])
     assert seen["argv"][-2:] == ["--server.fileWatcherType", "auto"]
+
+
+def test_search_map_is_made_once_per_result(app_env, monkeypatch):
+    import core.maps
+
+    at = _app().run()
+    at.switch_page("app_pages/explore.py").run()
+    at.radio(key="explore_method").set_value("PCA").run()
+    at.button[0].click().run()  # a map to show the results on
+    calls = []
+    real = core.maps.compute_map
+    monkeypatch.setattr(core.maps, "compute_map", lambda *a, **k: calls.append(k.get("cached_only")) or real(*a, **k))
+    at.switch_page("app_pages/search.py").run()
+    point = str(at.session_state["explore_view"][1].points.ids[0])
+    at.text_input(key="search_point").set_value(point).run()
+    [b for b in at.button if b.label == "More like this"][0].click().run()
+    assert not at.exception, at.exception
+    assert calls == [True] and len(at.get("plotly_chart")) == 1
+    at.number_input(key="search_k").set_value(5).run()  # another rerun of the page, the same result
+    assert calls == [True] and len(at.get("plotly_chart")) == 1
