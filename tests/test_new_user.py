@@ -15,8 +15,8 @@ read from the store until the app is stopped. Then the store, not the UI, says h
 carry their true label, how many correct labels were changed, and whether every change left a history.
 
 Prints the figures (fixed, wrongly changed, decisions, clicks, seconds). Measured on a 2-core machine shared with
-other work (load 8): ingest 185-260 s, then 190-310 s in the browser for 57-59 decisions (63-65 clicks); 38 of 40
-fixed, none wrongly changed; 7-8 min in all. On an idle machine the ingest takes 20-50 s (README).
+other work (load 8): ingest 120-260 s, then 180-310 s in the browser for 57-59 decisions (63-65 clicks); 38 of 40
+fixed, none wrongly changed; 5-8 min in all. On an idle machine the ingest takes 20-50 s (README).
 """
 from __future__ import annotations
 
