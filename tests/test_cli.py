@@ -23,7 +23,7 @@ def test_ingest_then_collections(tmp_path):
         write_image(folder / "unlabeled" / f"u{i}.jpg", (40, 40 + 90 * i, 200), fmt="JPEG")
     (folder / "apple" / "bad.jpg").write_bytes(b"nope")
     store = str(tmp_path / "qdrant")
-    env = {"ATLAS_REPORT_DIR": str(tmp_path / "reports")}
+    env = {"ATLAS_REPORT_DIR": str(tmp_path / "reports"), "ATLAS_CACHE_DIR": str(tmp_path / "cache")}
     out = _run("ingest", str(folder), "--collection", "fruits", "--model", "auto", "--store-path", store, "--json",
                env_extra=env)
     assert out.returncode == 0, out.stderr
