@@ -192,7 +192,8 @@ def report_view() -> None:
                         st.caption("Too few planted flips per class for per-class figures.")
                     curve = report.results["label"].extra.get("calibration")
                     if curve is not None and curve.curve:
-                        st.plotly_chart(calibration_figure(curve.curve, calibration["threshold"]),
+                        st.plotly_chart(figure_of(curve, lambda: calibration_figure(curve.curve,
+                                                                                    calibration["threshold"])),
                                         key="audit_calibration_curve")
             elif label_summary.get("threshold") is not None and label_summary.get("operating_point") is None:
                 st.caption(f"Fixed threshold: labels scoring below {label_summary['threshold']:.3f} are flagged, "

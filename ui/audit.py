@@ -414,7 +414,7 @@ def figure_of(owner: Any, build: Callable[[], Any]) -> Any:
         return hit[1]
     fig = build()
     _figures[id(owner)] = (owner, fig)
-    while len(_figures) > 8:
+    while len(_figures) > 4:  # as many as run_audit keeps reports (the owners stay alive while here)
         _figures.popitem(last=False)
     return fig
 
