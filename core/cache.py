@@ -54,7 +54,8 @@ class ArrayCache:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npz")
+            # one temporary name per writer: two threads or processes may store the same key at once
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
             np.savez(tmp, **arrays)
             os.replace(tmp, path)  # readers never see half a file
         except OSError:

@@ -98,3 +98,20 @@ def test_cli_project_writes_coordinates(tmp_path):
     assert summary["points"] == 60 and summary["method"] == "pca"
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 60 and {"id", "label", "x", "y"} <= set(rows[0])
+
+
+def test_cache_writers_of_one_key_at_once_leave_a_whole_file(tmp_path):
+    import threading
+
+    from core.cache import ArrayCache
+
+    arrays = [{"x": np.full((200, 64), i, np.float32)} for i in range(8)]
+    writers = [ArrayCache(tmp_path) for _ in arrays]  # separate caches: as separate processes, no shared memory
+    threads = [threading.Thread(target=c.put, args=("knn", "same", a)) for c, a in zip(writers, arrays)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = ArrayCache(tmp_path).get("knn", "same")["x"]  # read from disk by a fresh cache
+    assert got.shape == (200, 64) and len(np.unique(got)) == 1
+    assert not list(tmp_path.rglob("*.tmp.npz"))  # no temporary file left behind
