@@ -13,6 +13,7 @@ from ui.audit import (ADAPTIVE, AUTO_RERANK_MAX_POINTS, FIXED_COSINE, OPERATING_
                       show_message, thumb_bytes, undo_last, version)
 from ui.auth import can, mode
 from ui.common import require_collection
+from ui.export import export_panel
 from ui.text import clip, md_escape, plural
 
 # Cards per page: each is a dozen elements (images, buttons, a label picker), and the browser's redraw after a click
@@ -365,6 +366,7 @@ def report_view() -> None:
         st.button("Re-run the audit with the new labels", key="audit_rerun", on_click=rerank, args=(ctx.store,),
                   help="Your decisions become trusted labels: the audit refits with them and re-ranks the rest, in "
                        "the background.")
+    export_panel(ctx, audit_report=report, key="audit_panel", label_field=field)
 
 
 report_view()

@@ -6,6 +6,7 @@ from core.exporting import selection_table, to_csv
 from core.figures import group_names, map_figure
 from core.projection import params_from
 from ui.common import gallery, require_collection
+from ui.export import export_panel
 from ui.maps import map_with_status
 from ui.state import seed_from_url, write_url
 from ui.text import md_escape, plural
@@ -137,6 +138,7 @@ b1.download_button("Export selection (CSV)", to_csv(table), f"{s.name}-selection
 if b2.button("Find similar images (Search page)", key="explore_find_similar"):
     st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]]}
     st.switch_page("app_pages/search.py")
+export_panel(ctx, ids=[pts.ids[r] for r in rows], key="explore_panel", title="Export the selection")
 pages = max(1, -(-len(rows) // PAGE_SIZE))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="explore_page") if pages > 1 else 1
 shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
