@@ -4,11 +4,15 @@ from __future__ import annotations
 import ctypes
 import sys
 from abc import ABC, abstractmethod
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+# torch is imported where it is used: pages import this module for model names and settings, and importing torch
+# alone takes seconds on a small machine
 
 
 class ModelError(Exception):
@@ -20,6 +24,8 @@ class TextNotSupported(ModelError):
 
 
 def pick_device(setting: str = "auto") -> str:
+    import torch
+
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting.startswith("cuda") and not torch.cuda.is_available():
@@ -28,6 +34,8 @@ def pick_device(setting: str = "auto") -> str:
 
 
 def cpu_bf16_supported() -> bool:
+    import torch
+
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -81,6 +89,8 @@ class Embedder(ABC):
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         """A stacked NCHW batch from `preprocess` to an (N, dim) float32 array of unit rows."""
+        import torch
+
         on_cpu = self.device == "cpu"
         step = self.cpu_micro_batch if on_cpu and self.cpu_micro_batch else len(batch)
         outputs = []
@@ -93,6 +103,8 @@ class Embedder(ABC):
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
+        import torch
+
         return self.embed_batch(torch.stack([self.preprocess(im) for im in images]))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -101,4 +113,6 @@ class Embedder(ABC):
 
     @property
     def float_dtype(self) -> torch.dtype:
+        import torch
+
         return torch.float16 if self.device.startswith("cuda") else torch.float32
