@@ -38,7 +38,8 @@ TIMEOUT_MS = 180_000
 
 
 def start_app(store: Path, cache: Path):
-    """`streamlit run app.py` on a free port against the copied store (the tests' recipe); returns (process, url)."""
+    """The app as scripts/demo.sh starts it (`python -m ui.serve`) on a free port against the copied store;
+    returns (process, url)."""
     import socket
     import subprocess
     import urllib.request
@@ -48,7 +49,7 @@ def start_app(store: Path, cache: Path):
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"} | {
         "HF_HUB_OFFLINE": "1", "ATLAS_STORE_PATH": str(store), "ATLAS_CACHE_DIR": str(cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.port",
                              str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -60,7 +61,7 @@ def start_app(store: Path, cache: Path):
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise SystemExit("streamlit did not start; run `streamlit run app.py` by hand to see why.") from None
+                raise SystemExit("streamlit did not start; run `python -m ui.serve` by hand to see why.") from None
             time.sleep(0.5)
 
 
@@ -73,13 +74,27 @@ def first_point_id(store: Path) -> str:
         return str(s.scroll(name, with_vectors=False, limit=1).ids[0])
 
 
+# Notes when a script run starts, from before the action: a run that starts and ends between two polls still
+# counts as seen. Installed on every document (a navigation replaces the window).
+WATCH_RUNS_JS = """() => {
+  window.__atlasRunSeen = false;
+  if (window.__atlasWatching) return;
+  window.__atlasWatching = true;
+  new MutationObserver(() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    if (app && app.getAttribute('data-test-script-state') === 'running') window.__atlasRunSeen = true;
+  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+
 def idle(page) -> None:
     """Until the script run that the action started has finished: first see it start (within a second; an action
     that starts no run counts that second, which errs on the slow side), then see it end."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=1000)
+        page.wait_for_function("window.__atlasRunSeen === true || document.querySelector(\"[data-testid='stApp']"
+                               "[data-test-script-state='running']\") !== null", timeout=1000)
     except PlaywrightTimeout:
         pass
     page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
@@ -87,6 +102,10 @@ def idle(page) -> None:
 
 def timed(page, act: Callable[[], None], visible: str | None = None) -> float:
     """Seconds from the action until `visible` (a selector) shows and the script run has finished."""
+    try:
+        page.evaluate(WATCH_RUNS_JS)
+    except Exception:  # no document yet (the first navigation): the wait below falls back to polling
+        pass
     started = time.perf_counter()
     act()
     if visible:

@@ -31,13 +31,13 @@ hint="see the message above; python -m core demo --help lists the options"
 
 if [ "$smoke" = 0 ]; then
   echo "Opening Image Atlas at http://localhost:$PORT (Ctrl+C stops it)"
-  exec .venv/bin/python -m streamlit run app.py --server.port "$PORT" "$@"
+  exec .venv/bin/python -m ui.serve --server.port "$PORT" "$@"
 fi
 
 step="starting the app in the background"
 hint="the app's log is in data/demo-smoke.log"
 log=data/demo-smoke.log
-.venv/bin/python -m streamlit run app.py --server.port "$PORT" --server.headless true \
+.venv/bin/python -m ui.serve --server.port "$PORT" --server.headless true \
   --server.address 127.0.0.1 "$@" >"$log" 2>&1 &
 app=$!
 trap 'kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true' EXIT
