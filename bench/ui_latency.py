@@ -83,8 +83,17 @@ WATCH_RUNS_JS = """() => {
   new MutationObserver(() => {
     const app = document.querySelector("[data-testid='stApp']");
     if (app && app.getAttribute('data-test-script-state') === 'running') window.__atlasRunSeen = true;
-  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+  }).observe(document, {subtree: true, childList: true, attributes: true,
+             attributeFilter: ['data-test-script-state']});
 }"""
+
+
+def new_page(browser):
+    """A page in a new browser context (a new session, empty cache), watching for script runs from the start of
+    every document: a load's run can start and end before the first check, and must not be waited for again."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.add_init_script(f"({WATCH_RUNS_JS})()")
+    return page
 
 
 def idle(page) -> None:
@@ -103,8 +112,8 @@ def idle(page) -> None:
 def timed(page, act: Callable[[], None], visible: str | None = None) -> float:
     """Seconds from the action until `visible` (a selector) shows and the script run has finished."""
     try:
-        page.evaluate(WATCH_RUNS_JS)
-    except Exception:  # no document yet (the first navigation): the wait below falls back to polling
+        page.evaluate(WATCH_RUNS_JS)  # forget the runs before this action
+    except Exception:  # no document yet: the new document's own watcher starts clean
         pass
     started = time.perf_counter()
     act()
@@ -153,8 +162,12 @@ def one_round(page, url: str, first: bool, point_id: str) -> dict[str, float]:
     t["Explore: lasso the middle of the map -> gallery"] = timed(page, lambda: lasso_middle(page),
                                                                  "h3:has-text('Selection')")
     t["Audit: open"] = timed(page, go("Audit"), "h1:has-text('Audit')")
-    t["Audit: run audit"] = timed(page, lambda: page.get_by_role("button", name="Run audit").click(),
-                                  "[data-testid='stMetric']")
+    # The page starts the audit when it opens; this click waits for the rest of it (computing it, with progress,
+    # for new labels: each round's accept and undo leave new label history). Again: the result as it is shown.
+    t["Audit: run audit (computing)"] = timed(page, lambda: page.get_by_role("button", name="Run audit").click(),
+                                              "[data-testid='stMetric']")
+    t["Audit: run audit again"] = timed(page, lambda: page.get_by_role("button", name="Run audit").click(),
+                                        "[data-testid='stMetric']")
     accept = page.locator("[class*='st-key-'][class*='_accept'] button").first
     if accept.count():
         t["Audit: accept one suggestion"] = timed(page, accept.click)
@@ -182,6 +195,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| action | rounds | p50 | max | goal | result |", "|---|---:|---:|---:|---|---|"]
     for r in rows:
         first = r["action"].startswith("Collections: first load")
+        if "(computing)" in r["action"]:  # like map computation: shows progress, outside the click goal
+            lines.append(f"| {r['action']} | {r['rounds']} | {r['p50_s']:.2f} s | {r['max_s']:.2f} s | "
+                         "shows progress | – |")
+            continue
         goal = f"≤ {GOAL_FIRST_LOAD_S:g} s" if first else f"p50 ≤ {GOAL_P50_S:g} s, max ≤ {GOAL_MAX_S:g} s"
         ok = r["max_s"] <= GOAL_FIRST_LOAD_S if first else (r["p50_s"] <= GOAL_P50_S and r["max_s"] <= GOAL_MAX_S)
         lines.append(f"| {r['action']} | {r['rounds']} | {r['p50_s']:.2f} s | {r['max_s']:.2f} s | {goal} | "
@@ -221,14 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     # The copied store lives at a new path, so its map is computed once, untimed (map computation
                     # is excluded from the goals: it shows progress); every round then draws it from the cache.
-                    warm = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                    warm = new_page(browser)
                     warm_s = timed(warm, lambda: warm.goto(f"{url}/explore", wait_until="domcontentloaded"), "h1")
                     warm_s += timed(warm, lambda: warm.get_by_role("button", name="Draw map").click(),
                                     ".js-plotly-plot")
                     warm.context.close()
                     for r in range(rounds):
                         # a new browser context per round: a new session, as a user opening the app again
-                        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                        page = new_page(browser)
                         for action, seconds in one_round(page, url, r == 0, point_id).items():
                             samples.setdefault(action, []).append(seconds)
                         page.context.close()
