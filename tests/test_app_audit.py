@@ -306,9 +306,11 @@ def test_calibration_helpers_draw_per_class_figures_and_the_curve():
     assert list(table["label"]) == ["cat", "<b>dog</b>"] and list(table["flagged"]) == [4, 1]
     assert calibration_table({}).empty and "expected precision" in calibration_table({}).columns
     curve = [{"threshold": t, "flagged": int(100 * t), "precision": 1 - t, "recall": t, "f1": 0.5} for t in
-             (0.1, 0.2, 0.3)]
+             (0.0, 0.1, 0.2, 0.3)]
     fig = calibration_figure(curve, 0.2)
     assert [t.name for t in fig.data] == ["expected precision", "expected recall"] and fig.layout.height == 240
+    # thresholds on a log axis: the 0 threshold has no place there and is left out
+    assert fig.layout.xaxis.type == "log" and list(fig.data[0].x) == [0.1, 0.2, 0.3]
     assert "fixed rule: cosine ≥ 0.950" in duplicate_caption({"groups": 1, "rule": "fixed", "similarity": 0.95})
     text = duplicate_caption({"groups": 2, "points_in_groups": 5, "mixed_label_groups": 1, "exact_copies": 2,
                               "rule": "adaptive", "similarity": 0.99, "ratio": 0.3})

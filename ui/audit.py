@@ -238,11 +238,15 @@ def calibration_figure(curve: list[dict[str, float]], threshold: float):
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    # thresholds worth choosing sit near 0.01-0.1 of a 0-1 score: a log axis spreads them out (0 has no place on it)
+    curve = [c for c in curve if c["threshold"] > 0]
     xs = [c["threshold"] for c in curve]
     for name in ("precision", "recall"):
         fig.add_trace(go.Scatter(x=xs, y=[c[name] for c in curve], mode="lines", name=f"expected {name}"))
-    fig.add_vline(x=threshold, line_dash="dot", line_color="grey")
-    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="threshold (label score)",
+    if threshold > 0:
+        fig.add_vline(x=threshold, line_dash="dot", line_color="grey")
+    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10),
+                      xaxis=dict(type="log", title="threshold (label score, log scale)"),
                       yaxis=dict(range=[0, 1.02], tickformat=".0%"), legend=dict(orientation="h", y=1.15))
     return fig
 
