@@ -10,9 +10,9 @@ from ui.audit import (ADAPTIVE, AUTO_RERANK_MAX_POINTS, FIXED_COSINE, OPERATING_
                       calibration_figure, calibration_table, collect_rerank, confusion_figure, current_request,
                       default_min_confidence, delete_button, duplicate_caption, figure_of, handled_ids, keep,
                       open_issues, prefetch, relabel_chosen, request_audit, rerank, rerank_progress, reranking,
-                      show_message, thumb_bytes, undo_last, version)
+                      show_message, undo_last, version)
 from ui.auth import can, mode
-from ui.common import require_collection
+from ui.common import require_collection, thumb
 from ui.export import export_panel
 from ui.text import clip, md_escape, plural
 
@@ -122,7 +122,7 @@ def report_view() -> None:
         pid, label = row["id"], row["label"]
         left, right = st.columns([1, 4])
         with left:
-            st.image(thumb_bytes(report.points.payloads[r], ctx, 128), width=128)
+            st.image(thumb(report.points.payloads[r], ctx, 128), width=128)
             st.text(f"given: {payload_text(label, 40)}\n{payload_text(row.get('file_name') or '', 40)}")
             if kind == "label" and pd.notna(row.get("label_score")):
                 st.text(f"label score {row['label_score']:.3f}\nsuggested: {payload_text(row['suggested_label'], 30)}")
@@ -133,7 +133,7 @@ def report_view() -> None:
             # shows 20 cards, and the browser's time grows with the element count. Captions are Markdown: escaped.
             neighbours = report.knn.indices[r][:6]
             if len(neighbours):
-                st.image([thumb_bytes(report.points.payloads[n], ctx, 96) for n in neighbours], width=96,
+                st.image([thumb(report.points.payloads[n], ctx, 96) for n in neighbours], width=96,
                          caption=[md_escape(f"{payload_text(table.at[n, 'label'], 20)} · sim {sim:.2f}")
                                   for n, sim in zip(neighbours, report.knn.similarities[r])])
             if not editor:
@@ -298,7 +298,7 @@ def report_view() -> None:
                 gcols = st.columns(min(8, len(members)))
                 for j, m in enumerate(members[:8]):
                     with gcols[j]:
-                        st.image(thumb_bytes(report.points.payloads[m], ctx, 96), width=96)
+                        st.image(thumb(report.points.payloads[m], ctx, 96), width=96)
                         st.text(f"{payload_text(table.at[m, 'label'], 20)}\n"
                                 f"{payload_text(table.at[m, 'file_name'] or '', 24)}\n"
                                 f"{'exact copy' if table.at[m, 'exact_copy'] else ''}")
@@ -340,7 +340,7 @@ def report_view() -> None:
                 ucols = st.columns(per_row)
                 for j, (r, row) in enumerate(shown_unl.iterrows()):
                     with ucols[j % per_row]:
-                        st.image(thumb_bytes(report.points.payloads[int(r)], ctx, 112), width=112)
+                        st.image(thumb(report.points.payloads[int(r)], ctx, 112), width=112)
                         st.text(f"→ {payload_text(row['suggested_label'], 20)} ({row['suggestion_confidence']:.2f})\n"
                                 f"{payload_text(row.get('file_name') or '', 24)}")
                         if editor:

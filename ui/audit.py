@@ -4,9 +4,6 @@ Every action runs in a widget callback (on_click): once per click, before the re
 from a widget on every rerun and acted on would write again on every rerun."""
 from __future__ import annotations
 
-import functools
-import io
-import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -15,13 +12,12 @@ import pandas as pd
 import streamlit as st
 
 from core import labels as label_ops
-from core import settings, thumbnails
+from core import settings
 from core.audit import AuditReport
 from core.audit.jobs import BACKGROUND_NICE, AuditJob, start_audit
 from core.audit.calibration import PRECISION_FIRST, RECALL_FIRST
 from core.store import PointId, Store, StoreError
 from ui.auth import actor, can
-from ui.common import Context
 from ui.maps import array_cache
 from ui.text import md_escape, plural
 
@@ -184,44 +180,6 @@ def rerank_progress() -> None:
     what, fraction = pending["job"].progress
     st.caption(f"Re-ranking with your {plural(decisions, 'decision')}… ({what}, {fraction:.0%}). The list below "
                "already leaves out what you decided; the new ranking replaces it when ready.")
-
-
-# Thumbnails as encoded bytes, kept in memory: a page draw shows ~150 of them, and reading each from the disk cache
-# and re-encoding it for st.image took a third of a draw. Keyed by where the image comes from and its content hash.
-_thumbs: OrderedDict[tuple, bytes] = OrderedDict()
-_thumbs_lock = threading.Lock()
-THUMBS_KEPT = 4096
-
-
-def _jpeg(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
-@functools.lru_cache(maxsize=8)
-def _placeholder(size: int) -> bytes:
-    return _jpeg(thumbnails.placeholder(size))
-
-
-def thumb_bytes(payload: dict, ctx: Context, size: int) -> bytes:
-    """ui.common.thumb as JPEG bytes, remembered; a missing image (not remembered: it may appear) a placeholder."""
-    key = (ctx.image_root, tuple(ctx.image_base_urls or ()), size, payload.get("sha1"),
-           *(str(payload.get(k)) for k in ("path", "image_url", "url", "image")))
-    with _thumbs_lock:
-        if key in _thumbs:
-            _thumbs.move_to_end(key)
-            return _thumbs[key]
-    img = thumbnails.thumbnail(payload, ctx.image_root, size=size,
-                               cache_dir=f"{settings.get('ATLAS_CACHE_DIR')}/thumbs", base_urls=ctx.image_base_urls)
-    if img is None:
-        return _placeholder(size)
-    data = _jpeg(img)
-    with _thumbs_lock:
-        _thumbs[key] = data
-        while len(_thumbs) > THUMBS_KEPT:
-            _thumbs.popitem(last=False)
-    return data
 
 
 def calibration_table(calibration: dict[str, Any]) -> pd.DataFrame:
