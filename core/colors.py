@@ -1,5 +1,5 @@
-"""One colour per label on every page (UI-free): a label's colour follows its rank in the collection's label
-counts, so the Explore map, the Graph view and their legends agree. Conflicts (cross-label edges, audit suspects)
+"""One colour per label on every page (UI-free): the 20 most common labels of the collection get a colour each, in
+name order, so the Explore map, the Graph view and their legends agree, and a relabel does not swap colours. Conflicts (cross-label edges, audit suspects)
 use a dark red and a line style or marker that no label gets."""
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def label_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class LabelColors:
-    """Colours for the most common labels (by count, then name); every other label is grouped as "(other)"."""
+    """Colours for the most common labels (by count, then name), given in name order; every other label is
+    grouped as "(other)"."""
     colors: dict[str, str] = field(default_factory=dict)
 
     def group(self, value: Any) -> str:
@@ -56,8 +57,10 @@ def label_colors(counts: Mapping[Any, int] | Iterable[Any]) -> LabelColors:
         counts = Counter(label_text(v) for v in counts)
     ranked = sorted(((label_text(k), int(v)) for k, v in counts.items() if label_text(k) not in (NO_LABEL, OTHER)),
                     key=lambda kv: (-kv[1], kv[0]))
-    names = list(dict.fromkeys(name for name, _ in ranked))
-    return LabelColors(dict(zip(names, PALETTE)))
+    # The counts pick which labels get a colour (the most common); names decide which colour each gets, so a
+    # relabel that moves two labels' counts past each other does not swap their colours
+    chosen = list(dict.fromkeys(name for name, _ in ranked))[:len(PALETTE)]
+    return LabelColors(dict(zip(sorted(chosen), PALETTE)))
 
 
 def rgba(hex_color: str, alpha: float) -> str:
