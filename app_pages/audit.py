@@ -307,10 +307,18 @@ def report_view() -> None:
 
     with tabs[4]:
         if "label" in report.results:
-            unl = table[table["label"].isna() & table["suggested_label"].notna() & ~table["id"].isin(done)]
+            without = table[table["label"].isna() & ~table["id"].isin(done)]
+            unl = without[without["suggested_label"].notna()]
             unl = unl.sort_values("suggestion_confidence", ascending=False)
-            st.caption(f"{plural(len(unl), 'point')} without a label (or with a label that means none, such as "
-                       "'unlabeled') get a suggestion from the labeled ones, most confident first.")
+            if len(without) and unl.empty:
+                # suggestions are learnt from the labeled points: a collection of unlabeled images alone has none
+                st.info(f"{plural(len(without), 'point')} without a label, but no suggestion: the audit learns "
+                        "suggestions from the labeled points of this collection, and it has too few. Ingest some "
+                        "labeled images into it (one folder per label, or a manifest with a label column), then "
+                        "run the audit again.")
+            else:
+                st.caption(f"{plural(len(unl), 'point')} without a label (or with a label that means none, such as "
+                           "'unlabeled') get a suggestion from the labeled ones, most confident first.")
             if len(unl) and editor:
                 # keyed by collection and report: the starting value follows this audit's suggestions
                 lowest = default_min_confidence(unl["suggestion_confidence"])

@@ -67,7 +67,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_ingest:
         return 0
     args.folder, args.base_url, args.batch_size, args.prune = str(demo.folder), "", 0, False
-    return cmd_ingest(args)
+    code = cmd_ingest(args)
+    if code == 0:
+        print(f"Next: open the app (.venv/bin/python -m ui.serve), pick the collection '{args.collection}' and run "
+              "the Audit page to find the planted mislabels.", file=sys.stderr)
+    return code
 
 
 def cmd_project(args: argparse.Namespace) -> int:

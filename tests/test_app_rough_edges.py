@@ -178,3 +178,24 @@ def test_search_leaves_the_query_point_out_shows_the_upload_and_drops_the_hand_o
     at.get("file_uploader")[0].set_value(("2.png", query, "image/png")).run()
     assert not at.exception, at.exception
     assert any(getattr(i.proto, "imgs", None) and "Query image" in str(i.proto) for i in _of_type(at, "image"))
+
+
+def test_unlabeled_tab_says_why_a_collection_without_labels_gets_no_suggestions(tmp_path, monkeypatch):
+    from core.store import open_store
+    from tests.conftest import unit_rows
+
+    store_path = tmp_path / "qdrant"
+    with open_store(path=str(store_path)) as store:  # a flat folder ingested: every point 'unlabeled'
+        store.create_collection("inbox", {"m": 8})
+        store.upsert("inbox", list(range(1, 6)), {"m": unit_rows(5, 8)},
+                     [{"label": "unlabeled", "file_name": f"{i}.png"} for i in range(5)])
+    monkeypatch.setenv("ATLAS_STORE_PATH", str(store_path))
+    monkeypatch.setenv("ATLAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    at = _app().run()
+    at.switch_page("app_pages/audit.py").run()
+    at.button(key="audit_run").click().run()
+    assert not at.exception, at.exception
+    assert _metrics(at)["Unlabeled"] == "5"
+    assert any("5 points without a label, but no suggestion" in i.value for i in at.info), [i.value for i in at.info]
+    assert not any(c.value.startswith("0 points without a label") for c in at.caption)
