@@ -104,6 +104,9 @@ if submitted:  # True in this one run only: the ingest runs once per click
         resolved = check_path(source, "ingest folder")
         if kind == "manifest" and columns and path_column is None:
             raise IngestError("Choose the column that holds the image paths or URLs.")
+        if kind == "manifest" and columns and label_column is None:
+            raise IngestError(f"Choose the label column above: none of the columns looks like one, or pick "
+                              f"'{NO_LABEL}' to ingest every image as unlabeled.")
         options = SourceOptions(path_column=path_column,
                                 label_column="" if label_column == NO_LABEL else label_column)
         scan = scan_source(resolved, options, cache_dir=settings.get("ATLAS_CACHE_DIR"))

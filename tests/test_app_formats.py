@@ -72,9 +72,13 @@ def test_ingest_page_ingests_a_manifest_with_its_labels_and_columns(app_env):
     assert path_pick.options == ["file", "breed", "photographer", "split"]  # from the file's header
     assert path_pick.value == "file"  # detected
     assert label_pick.value is None  # 'breed' is not a name Image Atlas guesses: the user picks it
-    label_pick.set_value("breed")
     at.text_input(key="ingest_collection").set_value("pets")
     at.selectbox(key="ingest_model").set_value("effnet-lite0")
+    [b for b in at.button if b.label == "Ingest"][0].click().run()  # without a label column: the page says what to do
+    assert any("Choose the label column above" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("--label-column" in e.value for e in at.error)  # no command-line advice on a page
+    assert "pets" not in at.sidebar.selectbox(key="collection").options
+    at.selectbox(key=f"ingest_label_column::{manifest}").set_value("breed")
     [b for b in at.button if b.label == "Ingest"][0].click().run()
     assert not at.exception, at.exception
     assert any("pets: 5 added" in shown(s.value) for s in at.success), [s.value for s in at.success]
