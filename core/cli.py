@@ -191,11 +191,12 @@ def cmd_import_labelstudio(args: argparse.Namespace) -> int:
         print(json.dumps(_jsonable_deep(result.as_dict()), indent=2, ensure_ascii=False))
         return 0
     print(f"{args.collection}: {result.relabelled:,} relabelled, {result.confirmed:,} confirmed, "
-          f"{result.unchanged:,} already confirmed, {len(result.skipped):,} tasks left out (undo batch {result.batch})")
-    for s in result.skipped[:20]:
+          f"{result.unchanged:,} already confirmed, {result.not_reviewed:,} not reviewed yet, "
+          f"{len(result.problems):,} tasks left out (undo batch {result.batch})")
+    for s in result.problems[:20]:
         print(f"  left out {s.path}: {s.reason}")
-    if len(result.skipped) > 20:
-        print(f"  ... and {len(result.skipped) - 20} more")
+    if len(result.problems) > 20:
+        print(f"  ... and {len(result.problems) - 20} more")
     return 0
 
 

@@ -236,6 +236,8 @@ def test_reviewed_label_studio_export_comes_back_as_relabels_with_history(tmp_pa
     assert (result.relabelled, result.confirmed) == (2, 1)
     reasons = {s.path: s.reason for s in result.skipped}
     assert "not in 'colors'" in reasons["task 4"] and "no point has the label 'purple'" in reasons["task 5"]
+    # tasks nobody annotated are a partial review, counted apart from the problems
+    assert result.not_reviewed == len(tasks) - 5 and {s.path for s in result.problems} == {"task 4", "task 5"}
     points = dict(zip(*[getattr(store.retrieve("colors", [odd, greenish, kept, newish]), a)
                         for a in ("ids", "payloads")]))
     assert points[odd]["label"] == "red" and points[odd]["label_history"][-1]["by"] == "ann@lab"

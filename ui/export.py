@@ -134,12 +134,13 @@ def _apply_review(target: _Target, key: str) -> None:
         _bump_version()
     # a fresh, empty uploader: the same file is not applied twice by a second click
     st.session_state[f"{key}_ls_round"] = st.session_state.get(f"{key}_ls_round", 0) + 1
-    skipped = pd.DataFrame([{"task": s.path, "reason": s.reason} for s in result.skipped])
+    problems = pd.DataFrame([{"task": s.path, "reason": s.reason} for s in result.problems])
     _say(key, "success" if result.changes else "info",
          f"Review applied to {target.collection}: {plural(result.relabelled, 'relabel')}, "
          f"{plural(result.confirmed, 'confirmation')}, {result.unchanged:,} already confirmed, "
-         f"{plural(len(result.skipped), 'task')} left out" + (" (listed below)." if result.skipped else "."),
-         table=skipped)
+         f"{plural(result.not_reviewed, 'task')} not reviewed yet"
+         + (f", {plural(len(result.problems), 'task')} left out (listed below)." if result.problems else "."),
+         table=problems)
 
 
 def _undo_review(target: _Target, key: str) -> None:

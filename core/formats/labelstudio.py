@@ -121,6 +121,9 @@ class Decision:
     task: Any = None
 
 
+NOT_ANNOTATED = "not annotated (or every annotation was cancelled)"
+
+
 @dataclass
 class LabelStudioImport:
     """What a reviewed export changed: relabels and confirmations (Changes, one undo batch), and the tasks left out."""
@@ -131,8 +134,19 @@ class LabelStudioImport:
     changes: list[Change] = field(default_factory=list)
     batch: str = ""
 
+    @property
+    def not_reviewed(self) -> int:
+        """Tasks nobody annotated yet: the normal case of a partial review, not a problem."""
+        return sum(s.reason == NOT_ANNOTATED for s in self.skipped)
+
+    @property
+    def problems(self) -> list[Skipped]:
+        """Tasks left out for a reason worth reading (not Image Atlas's, a point gone, a label refused, ...)."""
+        return [s for s in self.skipped if s.reason != NOT_ANNOTATED]
+
     def as_dict(self) -> dict[str, Any]:
         return {"relabelled": self.relabelled, "confirmed": self.confirmed, "unchanged": self.unchanged,
+                "not_reviewed": self.not_reviewed,
                 "skipped": len(self.skipped), "skipped_tasks": [{"task": s.path, "reason": s.reason}
                                                                 for s in self.skipped], "batch": self.batch}
 
@@ -190,7 +204,7 @@ def read_decisions(export: str | Path | bytes | list, default_by: str = "label-s
             annotations = [a for a in task.get("annotations") or []
                            if isinstance(a, dict) and not a.get("was_cancelled")]
             if not annotations:
-                skipped.append(Skipped(where, "not annotated (or every annotation was cancelled)"))
+                skipped.append(Skipped(where, NOT_ANNOTATED))
                 continue
             latest = max(enumerate(annotations), key=lambda ia: (str(ia[1].get("updated_at")
                                                                      or ia[1].get("created_at") or ""), ia[0]))[1]
