@@ -136,7 +136,8 @@ b1, b2 = st.columns(2)
 b1.download_button("Export selection (CSV)", to_csv(table), f"{s.name}-selection.csv", "text/csv",
                    key="explore_export")
 if b2.button("Find similar images (Search page)", key="explore_find_similar"):
-    st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]]}
+    st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]],
+                                          "selected": len(rows)}
     st.switch_page("app_pages/search.py")
 export_panel(ctx, ids=[pts.ids[r] for r in rows], key="explore_panel", title="Export the selection")
 pages = max(1, -(-len(rows) // PAGE_SIZE))

@@ -23,8 +23,11 @@ handoff = st.session_state.get("search_handoff")
 handoff_ids = handoff["ids"] if handoff and handoff.get("collection") == s.name else []
 handoff_note = st.empty()  # until the next search: emptied by run()
 if handoff_ids and not handoff.get("searched"):
-    handoff_note.caption(f"{plural(len(handoff_ids), 'point')} handed over from another page: see the Point and "
-                         "Examples tabs.")
+    selected = handoff.get("selected", len(handoff_ids))
+    first = f"the first {len(handoff_ids):,} of {plural(selected, 'selected point')}" if selected > len(handoff_ids) \
+        else plural(len(handoff_ids), "point")
+    handoff_note.caption(f"{first[0].upper()}{first[1:]} handed over from another page: see the Point and Examples "
+                         "tabs.")
 
 c1, c2, c3, c4, c5 = st.columns(5)
 vector = c1.selectbox("Vector", [v.name for v in s.embeddings], key="search_vector",

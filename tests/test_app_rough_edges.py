@@ -166,6 +166,12 @@ def test_search_leaves_the_query_point_out_shows_the_upload_and_drops_the_hand_o
     at.session_state["search_handoff"] = {"collection": "fruits", "ids": [pid]}
     at.run()
     assert any("1 point handed over" in c.value for c in at.caption)
+    # a larger selection than is handed over says so
+    at.session_state["search_handoff"] = {"collection": "fruits", "ids": [pid] * 20, "selected": 103}
+    at.run()
+    assert any("The first 20 of 103 selected points handed over" in c.value for c in at.caption)
+    at.session_state["search_handoff"] = {"collection": "fruits", "ids": [pid]}
+    at.run()
     at.text_input(key="search_point").set_value(str(pid))
     at.button(key="search_by_point").click().run()
     assert not at.exception, at.exception
