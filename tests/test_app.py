@@ -1,4 +1,6 @@
 """AppTest over app.py and every page: no exceptions, key widgets, and the right numbers on screen."""
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -91,9 +93,11 @@ def test_explore_draws_map_and_shows_a_selection(app_env):
     assert not at.exception, at.exception
     assert any("Showing 10 of 10 points" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 1
-    # a lasso over the first trace's first three points (Plotly's event shape, as Streamlit passes it on)
+    # a lasso over the first three points of a trace that has three (Plotly's event shape, as Streamlit passes it on)
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    curve = next(i for i, t in enumerate(traces) if len(t["text"]) >= 3)  # one hover text per point
     at.session_state["explore_map"] = {"selection": {"points": [
-        {"curve_number": 0, "point_index": i, "point_number": i} for i in range(3)], "box": [], "lasso": []}}
+        {"curve_number": curve, "point_index": i, "point_number": i} for i in range(3)], "box": [], "lasso": []}}
     at.run()
     assert not at.exception, at.exception
     assert any(h.value == "Selection: 3 points" for h in at.subheader)
