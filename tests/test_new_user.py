@@ -114,7 +114,14 @@ def decide(page, session: Session, truth_by_file: dict, phase: str, done: int) -
             page.get_by_text(RERANKING).first.wait_for(state="detached", timeout=WAIT_MS)
             return decide(page, session, truth_by_file, phase, done)
         return None
-    m = CARD.search(cards.first.inner_text())
+    try:
+        text = cards.first.inner_text(timeout=10_000)
+    except Exception:  # the card left while the user looked (a re-rank landed and redrew the list): look again
+        session.retries += 1
+        if session.retries > 50:
+            raise
+        return decide(page, session, truth_by_file, phase, done)
+    m = CARD.search(text)
     assert m, f"a suspect's card no longer reads 'given: <label>\\n<file>': {cards.first.inner_text()[:200]!r}"
     given, file_name, suggested = m.groups()
     row = truth_by_file[file_name]
