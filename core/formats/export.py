@@ -209,6 +209,19 @@ def _check_target(out: Path, sel: Selection, overwrite: bool, what: str) -> None
                           "(--overwrite) to write into it (files with the same names are replaced).")
 
 
+def _folder_export(sel: Selection, out: str | Path, overwrite: bool, kind: str, what: str,
+                   why_images: str) -> tuple[Path, ExportReport]:
+    """The checks every export into a folder of image files makes first: a selection, the images' folder, a target
+    apart from it."""
+    out = Path(out).expanduser().resolve()
+    report = ExportReport(kind, sel.collection, str(out))
+    _selected(sel, report)
+    if sel.image_root is None:
+        raise ExportError(_no_root_note(sel) + " " + why_images)
+    _check_target(out, sel, overwrite, what)
+    return out, report
+
+
 def _selected(sel: Selection, report: ExportReport) -> None:
     report.skipped.extend(sel.missing)
     if not len(sel):
@@ -281,12 +294,8 @@ def export_imagefolder(sel: Selection, out: str | Path, mode: str = "symlink", o
     scores. Unlabeled points go to the folder named like the unlabeled value, which ingest reads as unlabeled."""
     if mode not in ("symlink", "copy"):
         raise ExportError(f"mode is symlink or copy, not '{mode}'.")
-    out = Path(out).expanduser().resolve()
-    report = ExportReport("imagefolder", sel.collection, str(out))
-    _selected(sel, report)
-    if sel.image_root is None:
-        raise ExportError(_no_root_note(sel) + " An ImageFolder export links or copies the image files.")
-    _check_target(out, sel, overwrite, "export folder")
+    out, report = _folder_export(sel, out, overwrite, "imagefolder", "export folder",
+                                 "An ImageFolder export links or copies the image files.")
     rows = records(sel)
     splits = all(str(r.get("split", "")).lower() in SPLIT_NAMES for r in rows)
     from ..catalog import unknown_labels
@@ -359,12 +368,8 @@ def export_hf_dataset(sel: Selection, out: str | Path, overwrite: bool = False) 
         raise ExportError("A Hugging Face export needs the `datasets` package: pip install datasets.") from None
     from ..catalog import is_unknown, unknown_labels
 
-    out = Path(out).expanduser().resolve()
-    report = ExportReport("hf", sel.collection, str(out))
-    _selected(sel, report)
-    if sel.image_root is None:
-        raise ExportError(_no_root_note(sel) + " A Hugging Face export embeds the image files.")
-    _check_target(out, sel, overwrite, "dataset folder")
+    out, report = _folder_export(sel, out, overwrite, "hf", "dataset folder",
+                                 "A Hugging Face export embeds the image files.")
     unknown = unknown_labels()
     rows = []
     for row in records(sel):
