@@ -234,6 +234,35 @@ class Store(ABC):
                 counts[value] = counts.get(value, 0) + 1
         return counts
 
+    def vector_matrix(self, name: str, ids: Sequence[PointId], vector: str | None = None,
+                      page_size: int = 1000) -> np.ndarray:
+        """The vectors of `ids` as one float32 matrix in the order given. Default: retrieve in pages; engines that
+        hold a copy of the vectors answer from it. LookupError when an id has no such vector (deleted meanwhile)."""
+        ids = list(ids)
+        size = self.collection_info(name).vector(vector).size
+        out = np.empty((len(ids), size), np.float32)
+        for start in range(0, len(ids), page_size):
+            page = ids[start:start + page_size]
+            got = self.retrieve(name, page, vector=vector, with_vectors=True)
+            if len(got) != len(page):
+                raise LookupError(f"{len(page) - len(got)} point(s) changed while loading (e.g. deleted); "
+                                  "reload the page.")
+            out[start:start + len(page)] = got.vectors
+        return out
+
+    def neighbours(self, name: str, ids: Sequence[PointId], k: int, vector: str | None = None,
+                   filter: Filter | None = None, exact: bool = False) -> list[list[Hit]]:
+        """For each stored point of `ids`: its k nearest points among those matching `filter`, itself excluded,
+        nearest first (payloads left empty). The engine searches with its stored vectors and index; this default
+        fetches the vectors and runs one query per point."""
+        ids = parse_point_ids(ids)
+        vecs = self.vector_matrix(name, ids, vector)
+        out = []
+        for pid, vec in zip(ids, vecs):
+            hits = self.query(name, vec, using=vector, k=k + 1, filter=filter, exact=exact)
+            out.append([h for h in hits if h.id != pid][:k])
+        return out
+
     def optimize(self, name: str) -> None:
         """Build indexes after a bulk load; a no-op where the engine does it by itself."""
 

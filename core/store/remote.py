@@ -60,6 +60,15 @@ class ClientStore(Store):
         self._lock = threading.RLock()
         self._specs: dict[str, list[VectorSpec]] = {}
 
+    @classmethod
+    def from_client(cls, client: QdrantClient, location: str = "qdrant-client") -> "ClientStore":
+        """A store around a client made elsewhere (e.g. local mode on a folder, `QdrantClient(path=...)`)."""
+        store = cls.__new__(cls)
+        store.client, store.location = client, location
+        store.engine = "in-memory" if client._client.__class__.__name__ == "QdrantLocal" else "server"
+        store._lock, store._specs = threading.RLock(), {}
+        return store
+
     def _explain(self, exc: Exception) -> str:
         text = str(exc) or type(exc).__name__
         if "401" in text or "403" in text or "nauthorized" in text or "orbidden" in text:
@@ -196,6 +205,26 @@ class ClientStore(Store):
         result = self._call(self.client.query_points, name, query=query, using=vname or None, limit=int(k),
                             query_filter=_client_filter(filter), with_payload=True)
         return [Hit(p.id, float(p.score), p.payload or {}) for p in result.points]
+
+    def neighbours(self, name: str, ids: Sequence[PointId], k: int, vector: str | None = None,
+                   filter: Filter | None = None, exact: bool = False) -> list[list[Hit]]:
+        # One request for the page: each query names a point id, so the server searches with its stored vector
+        # (on its HNSW index unless exact) and no vector crosses the network. The server leaves the queried point
+        # out of its own results; k + 1 and the filter below keep an exact duplicate's self-match out either way.
+        ids = parse_point_ids(ids)
+        if not ids:
+            return []
+        vname = self._using(name, vector)
+        flt = _client_filter(filter)
+        params = models.SearchParams(exact=exact)
+        requests = [models.QueryRequest(query=pid, using=vname or None, limit=int(k) + 1, filter=flt,
+                                        params=params, with_payload=False, with_vector=False) for pid in ids]
+        responses = self._call(self.client.query_batch_points, name, requests=requests)
+        out = []
+        for pid, response in zip(ids, responses):
+            hits = [Hit(parse_point_id(p.id), float(p.score), {}) for p in response.points]
+            out.append([h for h in hits if h.id != pid][:k])
+        return out
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
         points = parse_point_ids(ids)
