@@ -97,3 +97,97 @@ def map_figure(coords: np.ndarray, groups: Sequence[str], file_names: Sequence[A
 
 def figure_bytes(fig: go.Figure) -> int:
     return len(fig.to_json().encode())
+
+
+# ---- large maps: every point drawn by the WebGL map component (ui/bigmap.py), sent as compact binary ----
+# Above this many points the Explore page draws with the component instead of Plotly (measured, see the README's
+# note on issue 15: Plotly's per-point hover text and selection events do not scale; below it they are richer).
+CANVAS_FROM = 20_000
+QUANT = 65535  # coordinates travel as uint16 on a common scale for both axes (aspect kept)
+
+
+@dataclass
+class MapArrays:
+    """A map as the browser receives it: quantised coordinates, a group code per point, the groups' names and
+    colours (legend order), and the rows to highlight."""
+    xy: np.ndarray  # (n, 2) uint16; (0, 0)-(QUANT, QUANT) holds the whole map, centred
+    codes: np.ndarray  # (n,) uint8, index into names/colors
+    names: list[str]
+    colors: list[str]
+    marks: np.ndarray  # (m,) uint32 rows
+    mark_name: str = ""
+
+    def nbytes(self) -> int:
+        return self.xy.nbytes + self.codes.nbytes + self.marks.nbytes
+
+
+def quantize(coords: np.ndarray) -> np.ndarray:
+    """(n, 2) floats -> (n, 2) uint16 in [0, QUANT], one scale for both axes, the map centred."""
+    coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    if len(coords) == 0:
+        return np.zeros((0, 2), np.uint16)
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    span = float(max(hi - lo)) or 1.0
+    unit = (coords - (lo + hi) / 2) / span + 0.5
+    return np.clip(np.rint(unit * QUANT), 0, QUANT).astype(np.uint16)
+
+
+def group_codes(values: Sequence[Any], colors: LabelColors) -> tuple[np.ndarray, list[str]]:
+    """A uint8 group code per value and the group names in legend order. Each distinct value is named once (a
+    million values, a handful of groups)."""
+    name_of: dict[Any, str] = {}
+    keyed = []
+    for v in values:
+        k = v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+        if k not in name_of:
+            name_of[k] = colors.group(v)
+        keyed.append(k)
+    names = colors.order(name_of.values())
+    code_of_key = {k: names.index(n) for k, n in name_of.items()}
+    return np.fromiter((code_of_key[k] for k in keyed), dtype=np.uint8, count=len(keyed)), names
+
+
+def map_arrays(coords: np.ndarray, values: Sequence[Any], colors: LabelColors | None = None,
+               marks: Sequence[int] = (), mark_name: str = "audit suspects") -> MapArrays:
+    """The browser's arrays for a map coloured by `values` (e.g. each point's label)."""
+    colors = colors or label_colors(values)
+    codes, names = group_codes(values, colors)
+    return MapArrays(quantize(coords), codes, names, [colors.color(n) for n in names],
+                     np.asarray(marks, dtype=np.uint32), mark_name)
+
+
+def rows_in_polygon(xy: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.ndarray:
+    """Rows of the quantised points `xy` inside `polygon` (vertices in the map's [0, 1] units, as the browser
+    sends a lasso or box), by the even-odd rule; the points the browser drew, not re-projected ones."""
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2) * QUANT
+    if len(poly) < 3 or len(xy) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    # the bounding box first: a lasso usually covers a small part of the map
+    cand = np.flatnonzero((xy[:, 0] >= lo[0]) & (xy[:, 0] <= hi[0]) & (xy[:, 1] >= lo[1]) & (xy[:, 1] <= hi[1]))
+    x = xy[cand, 0].astype(np.float64)
+    y = xy[cand, 1].astype(np.float64)
+    inside = np.zeros(len(cand), dtype=bool)
+    for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0)):
+        if y0 == y1:
+            continue
+        crosses = (y0 > y) != (y1 > y)
+        at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < at)
+    return cand[inside]
+
+
+def selected_rows(arrays: MapArrays, selection: dict[str, Any] | None) -> list[int]:
+    """Rows of a selection the map component sent ({kind: lasso|box|point, polygon | row, hidden: [codes],
+    marks_hidden}); points of hidden groups are not selected, as with Plotly's legend."""
+    if not selection:
+        return []
+    n = len(arrays.codes)
+    if selection.get("kind") == "point":
+        row = selection.get("row")
+        return [int(row)] if isinstance(row, int) and 0 <= row < n else []
+    rows = rows_in_polygon(arrays.xy, selection.get("polygon") or [])
+    hidden = [int(c) for c in selection.get("hidden") or [] if isinstance(c, int)]
+    if hidden:
+        rows = rows[~np.isin(arrays.codes[rows], np.asarray(hidden, dtype=np.uint8))]
+    return rows.tolist()
