@@ -1,13 +1,14 @@
 import streamlit as st
 
 from core import settings
-from core.colors import label_colors
 from core.exporting import selection_table, to_csv
-from core.figures import group_names, map_figure
+from core.figures import MapFigure
 from core.projection import params_from
-from ui.common import gallery, require_collection
+from ui.bigmap import canvas_rows, hovered_row, map_canvas
+from ui.common import gallery, require_collection, thumb
 from ui.export import export_panel
-from ui.maps import map_with_status
+from ui.map_jobs import MapCancelled
+from ui.maps import BACKGROUND_FROM, map_in_background, map_view, map_with_status
 from ui.state import seed_from_url, write_url
 from ui.text import md_escape, plural
 
@@ -77,11 +78,22 @@ if drawn or (redraw_from_url and "explore_request" not in st.session_state):
         "params": params_from(method.replace("-", "").lower(), n_neighbors=n_neighbors, min_dist=min_dist,
                               perplexity=float(perplexity))}
 
+def stop_map() -> None:
+    """Stop pressed while the map computes: forget the request, so that the rerun does not start it again."""
+    st.session_state.pop("explore_request", None)
+    st.session_state["explore_stopped"] = True
+
+
+if st.session_state.pop("explore_stopped", False):
+    st.info("The map was stopped. Press **Draw map** to start it again.")
+
+
 req = st.session_state.get("explore_request")
 write_url(method=req["method"] if req else None, color=color_by if req else None, map="1" if req else None)
 if not req or req["collection"] != s.name:
     st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
     st.stop()
+
 
 # A selection reruns the page: keep the map and its figure in the session, so a lasso does not re-read the
 # points and rebuild the figure (seconds at 100k points). Draw map, another color or new label changes rebuild it.
@@ -92,26 +104,27 @@ if show_suspects:
                               key="explore_show_suspects")
 view_key = (repr(req), color_by, show_suspects, len(st.session_state.get("audit_changes", [])),
             st.session_state.get("explore_draws", 0))
+big = min(req["max_points"], s.points) >= BACKGROUND_FROM
 held = st.session_state.get("explore_view")
 if held is None or held[0] != view_key:
     try:
-        result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
+        if big:  # minutes at a million points: a background job with progress and Stop
+            result = map_in_background(ctx.store, s.name, req["params"], req["vector"], req["filter"],
+                                       req["max_points"], on_stop=stop_map)
+            if result is None:
+                st.stop()
+        else:
+            result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"],
+                                     req["max_points"])
     except LookupError as exc:
         st.warning(md_escape(exc))
         st.stop()
-    pts = result.points
-    highlight = {}
-    if show_suspects and len(pts):
-        wanted = set(suspects["ids"])
-        highlight["audit suspects"] = [i for i, pid in enumerate(pts.ids) if pid in wanted]
-    values = [p.get(color_by) for p in pts.payloads]
-    # labels take the collection's colours (the Graph page's too); another field ranks its own values
-    colors = label_colors(s.labels) if color_by == ctx.label_field and s.labels else label_colors(values)
-    mf = map_figure(result.coords, group_names(values, colors), [p.get("file_name", "") for p in pts.payloads],
-                    pts.ids, highlight=highlight, colors=colors) if len(pts) else None
-    held = (view_key, result, mf)
+    except MapCancelled:
+        st.info("The map was stopped. Press **Draw map** to start it again.")
+        st.stop()
+    held = (view_key, result, map_view(result, s, ctx.label_field, color_by, suspects if show_suspects else None))
     st.session_state["explore_view"] = held
-_, result, mf = held
+_, result, view = held
 pts = result.points
 if len(pts) == 0:
     st.warning("No point matches this filter. Remove a label or field filter and draw again.")
@@ -121,10 +134,25 @@ st.caption(f"Showing {len(pts):,} of {plural(pts.total, 'point')}"
 for note in result.notes:
     st.info(md_escape(note))
 
-event = st.plotly_chart(mf.figure, key="explore_map", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                        config={"displaylogo": False})
-selection = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
-rows = mf.rows_of(list((selection or {}).get("points", [])))
+if isinstance(view, MapFigure):
+    event = st.plotly_chart(view.figure, key="explore_map", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"), config={"displaylogo": False})
+    selection = (event or {}).get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
+    rows = view.rows_of(list((selection or {}).get("points", [])))
+else:
+    arrays, version, memo = view
+    map_col, hover_col = st.columns([5, 1])
+    with map_col:
+        value = map_canvas(arrays, version, key="explore_canvas")
+    rows = canvas_rows(arrays, value, memo)
+    hovered = hovered_row(value, len(pts))
+    with hover_col:
+        if hovered is None:
+            st.caption("Rest the pointer on a point to see its image here. Wheel: zoom; Pan, Box, Lasso: top left.")
+        else:  # the one hovered point's image, looked up now (never a million hover strings)
+            payload = pts.payloads[hovered]
+            st.image(thumb(payload, ctx, 160), width=160)
+            st.text(f"{payload.get(ctx.label_field or '', '')}\n{payload.get('file_name', '')}")
 
 if not rows:
     st.caption("Click a point, or select with the box or lasso tool, to see the images.")

@@ -96,7 +96,8 @@ def _lasso(page, x0: float, y0: float, x1: float, y1: float) -> float:
     return before
 
 
-def compare(n: int = 1_000_000, seed: int = 0) -> dict:
+def compare(n: int = 1_000_000, seed: int = 0, kinds: tuple[str, ...] = ("canvas", "plotly"),
+            shots: Path | None = None) -> dict:
     import plotly.graph_objects as go
     import plotly
     from playwright.sync_api import sync_playwright
@@ -152,15 +153,19 @@ def compare(n: int = 1_000_000, seed: int = 0) -> dict:
         try:
             with sync_playwright() as p:
                 browser = launch(p)
-                for kind in ("canvas", "plotly"):
+                for kind in kinds:
                     page = browser.new_page(viewport={"width": 1000, "height": 650})
                     page.goto(f"{url}/{kind}.html")
                     page.evaluate("window.run()")
                     timings = page.evaluate("window.t")
                     out[f"{kind}_first_draw_s"] = round(timings["drawn"] / 1000, 3)
+                    if shots:
+                        page.screenshot(path=str(shots / f"{kind}-{n}.png"))
                     zooms = [page.evaluate("window.zoom()" if kind == "plotly" else "window.atlasMap.zoomRedrawMs(2)")
                              for _ in range(3)]
                     out[f"{kind}_zoom_redraw_s"] = round(float(np.median(zooms)) / 1000, 3)
+                    if shots:
+                        page.screenshot(path=str(shots / f"{kind}-{n}-zoomed.png"))
                     page.evaluate("window.atlasMap.home()" if kind == "canvas"
                                   else "Plotly.relayout('plot', {'xaxis.autorange': true, 'yaxis.autorange': true})")
                     # a lasso around one cluster (about a tenth of the points), the same data rectangle for both

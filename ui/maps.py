@@ -1,15 +1,22 @@
 """Map helpers shared by pages: the cached computation with a status box, and selection handling."""
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
 import streamlit as st
 
 from core import settings
-from core.cache import ArrayCache
+from core.cache import ArrayCache, key_of
+from core.colors import label_colors
+from core.figures import CANVAS_FROM, MapArrays, MapFigure, group_names, map_arrays, map_figure
 from core.maps import MapResult, compute_map
 from core.projection import ProjectionParams
 from core.store import Filter, Store
 from core.warmup import is_warm, warm_up
 from ui import warm
+from ui.map_jobs import MapJobs
 from ui.text import plural
 
 
@@ -60,3 +67,82 @@ def map_with_status(store: Store, collection: str, params: ProjectionParams, vec
                             f"({'from cache' if result.cached else f'computed in {result.seconds:.1f} s'})",
                       state="complete")
     return result
+
+
+# Maps of at least this many points are computed on a background job (minutes at 1M points); smaller ones on the
+# script thread with a status box, as before (seconds).
+BACKGROUND_FROM = 20_000
+
+
+@st.cache_resource(show_spinner=False)
+def map_jobs() -> MapJobs:
+    return MapJobs()
+
+
+def map_job_key(collection: str, params: ProjectionParams, vector: str | None, filter: Filter | None,
+                max_points: int) -> str:
+    return key_of("map-job", collection, asdict(params), vector, filter, max_points)
+
+
+def map_in_background(store: Store, collection: str, params: ProjectionParams, vector: str | None,
+                      filter: Filter | None, max_points: int,
+                      on_stop: Callable[[], None] | None = None) -> MapResult | None:
+    """The map, or None while its background job runs: then a progress bar and a Stop button are drawn, and the
+    page reruns by itself when the map is ready. Other users and pages stay responsive meanwhile. Stop cancels
+    the job and calls `on_stop` (the page forgets the request, so that its rerun does not start it again)."""
+    key = map_job_key(collection, params, vector, filter, max_points)
+    job = map_jobs().get_or_start(key, {"store": store, "collection": collection, "params": params,
+                                        "vector": vector, "filter": filter, "max_points": max_points,
+                                        "cache": array_cache()})
+    job.wait(1.0)  # a cached map is back within this: no progress bar flashes
+    if job.done():
+        map_jobs().forget(key)
+        if job.error is not None:
+            raise job.error
+        result = job.result
+        st.caption(f"{method_name(result.method)} map of {plural(len(result.points), 'point')} "
+                   f"({'from cache' if result.cached else f'computed in {result.seconds:.1f} s'}, "
+                   f"{result.seconds:.1f} s to open)")
+        return result
+    _job_progress(key, on_stop)
+    return None
+
+
+@st.fragment(run_every=0.5)
+def _job_progress(key: str, on_stop: Callable[[], None] | None) -> None:
+    """While the map's job runs: its step, a bar and Stop; reruns the whole page once it is done."""
+    job = map_jobs().get(key)
+    if job is None or job.done():
+        st.rerun()
+    what, fraction = job.progress
+    st.progress(min(1.0, max(0.0, fraction)), text=f"Drawing the map: {what} ({time.time() - job.started:.0f} s)")
+
+    def stop() -> None:
+        job.cancel()
+        if on_stop:
+            on_stop()
+
+    st.button("Stop", key="map_job_stop", on_click=stop, help="Stop computing this map. Draw map starts it again.")
+
+
+def map_view(result: MapResult, summary: Any, label_field: str | None, color_by: str,
+             suspects: dict[str, Any] | None) -> MapFigure | tuple[MapArrays, str, dict]:
+    """What the Explore page draws for a map: a Plotly figure (hover text, SVG when small) below CANVAS_FROM
+    points, else the WebGL component's arrays, their version and a memo for its selections."""
+    pts = result.points
+    highlight: list[int] = []
+    if suspects and len(pts):
+        wanted = set(suspects["ids"])
+        highlight = [i for i, pid in enumerate(pts.ids) if pid in wanted]
+    values = [p.get(color_by) for p in pts.payloads]
+    # labels take the collection's colours (the Graph page's too); another field ranks its own values
+    colors = (label_colors(summary.labels) if color_by == label_field and summary.labels
+              else label_colors(values))
+    if len(pts) < CANVAS_FROM:
+        return map_figure(result.coords, group_names(values, colors),
+                          [p.get("file_name", "") for p in pts.payloads], pts.ids,
+                          highlight={"audit suspects": highlight} if suspects else None, colors=colors)
+    arrays = map_arrays(result.coords, values, colors, marks=highlight, mark_name="audit suspects")
+    version = key_of("canvas", pts.fingerprint, result.params, result.method, color_by, arrays.names,
+                     len(highlight))
+    return arrays, version, {}

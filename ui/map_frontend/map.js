@@ -7,9 +7,10 @@
 
 const MARK_CODE = 63;  // colour slot of highlighted points (audit suspects)
 const GRID = 512;      // hover index: GRID x GRID cells over [0,1]^2
+const DENSITY_FROM = 150000;  // more points than this in view: a density image, fewer: round points
 
 const $ = (id) => document.getElementById(id);
-const glCanvas = $("gl"), overlay = $("overlay"), tip = $("tip"), legend = $("legend"), statusEl = $("status");
+const glCanvas = $("gl"), density = $("density"), overlay = $("overlay"), tip = $("tip"), legend = $("legend"), statusEl = $("status");
 const gl = glCanvas.getContext("webgl", {antialias: false, preserveDrawingBuffer: true, premultipliedAlpha: true});
 
 const VS = `
@@ -50,7 +51,7 @@ const aPos = gl.getAttribLocation(prog, "a_pos"), aCode = gl.getAttribLocation(p
 gl.enable(gl.BLEND);
 // premultiplied "over" onto a transparent canvas: overlapping points build up colour (the density view)
 gl.blendFuncSeparate(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA, gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
-const bufs = {pos: gl.createBuffer(), code: gl.createBuffer(), markPos: gl.createBuffer(), markCode: gl.createBuffer()};
+const bufs = {visPos: gl.createBuffer(), visCode: gl.createBuffer(), markPos: gl.createBuffer(), markCode: gl.createBuffer()};
 
 const S = {
   version: null, n: 0, xy: null, codes: null, names: [], colors: [], marks: new Uint32Array(0),
@@ -59,6 +60,8 @@ const S = {
   selection: null, seq: 0, hover: null, hoverSent: null, hoverTimer: null,
   cellStart: null, cellItems: null, pending: false, drawMs: 0, firstDrawnAt: 0,
 };
+
+S.ctx2d = density.getContext("2d");
 
 function send(type, data) { window.parent.postMessage(Object.assign({isStreamlitMessage: true, type}, data), "*"); }
 function sendValue() {
@@ -87,7 +90,7 @@ function toScreen(x, y) { const v = S.view; return [(x - v.cx) * v.k + S.W / 2, 
 function resize(height) {
   const W = Math.max(100, document.body.clientWidth), H = height;
   const dpr = window.devicePixelRatio || 1;
-  for (const c of [glCanvas, overlay]) {
+  for (const c of [glCanvas, density, overlay]) {
     c.width = Math.round(W * dpr); c.height = Math.round(H * dpr); c.style.width = W + "px"; c.style.height = H + "px";
   }
   const changed = S.W !== W || S.H !== H;
@@ -105,8 +108,6 @@ function setData(args) {
   S.markName = args.mark_name || "";
   S.marks = args.marks && args.marks.length ? new Uint32Array(args.marks.slice().buffer) : new Uint32Array(0);
   S.hidden = new Set(); S.marksHidden = false; S.selection = null;
-  gl.bindBuffer(gl.ARRAY_BUFFER, bufs.pos); gl.bufferData(gl.ARRAY_BUFFER, xyBytes, gl.STATIC_DRAW);
-  gl.bindBuffer(gl.ARRAY_BUFFER, bufs.code); gl.bufferData(gl.ARRAY_BUFFER, args.codes, gl.STATIC_DRAW);
   const m = S.marks.length, mpos = new Uint16Array(m * 2), mcode = new Uint8Array(m).fill(MARK_CODE);
   for (let i = 0; i < m; i++) { mpos[2 * i] = S.xy[2 * S.marks[i]]; mpos[2 * i + 1] = S.xy[2 * S.marks[i] + 1]; }
   gl.bindBuffer(gl.ARRAY_BUFFER, bufs.markPos); gl.bufferData(gl.ARRAY_BUFFER, mpos, gl.STATIC_DRAW);
@@ -147,13 +148,10 @@ function nearest(px, py, radius) {
   return best;
 }
 
-function pointStyle() {
-  // density where points overlap (small, faint points add up), single points where they do not (zoomed in,
-  // points grow and become opaque)
-  const n = Math.max(1, S.n), zoom = S.view.k / (Math.min(S.W, S.H) * 0.96);
-  const s0 = n > 300000 ? 1.5 : n > 50000 ? 2 : n > 10000 ? 3 : 5;
-  const a0 = n > 300000 ? 0.35 : n > 50000 ? 0.5 : 0.8;
-  return {size: Math.min(14, s0 * Math.sqrt(zoom)), alpha: Math.min(0.9, a0 * Math.sqrt(zoom))};
+function pointStyle(visible) {
+  // zoomed in: fewer points, drawn larger and more opaque
+  const size = visible > 50000 ? 2 : visible > 10000 ? 3 : visible > 2000 ? 5 : 7;
+  return {size, alpha: visible > 50000 ? 0.55 : visible > 10000 ? 0.7 : 0.85};
 }
 
 function bindPoints(pos, code) {
@@ -163,17 +161,91 @@ function bindPoints(pos, code) {
   gl.vertexAttribPointer(aCode, 1, gl.UNSIGNED_BYTE, false, 0, 0);
 }
 
+function viewBounds() {
+  // the view in quantised units (a point is drawn when inside, with a small margin for its size)
+  const [x0, y1] = toData(-8, -8), [x1, y0] = toData(S.W + 8, S.H + 8), q = 65535;
+  return [x0 * q, x1 * q, y0 * q, y1 * q];
+}
+
+function countVisible([x0, x1, y0, y1]) {
+  const xy = S.xy, codes = S.codes, hidden = S.hidden.size ? S.hidden : null;
+  let count = 0;
+  for (let i = 0, n = S.n; i < n; i++) {
+    const x = xy[2 * i], y = xy[2 * i + 1];
+    if (x >= x0 && x <= x1 && y >= y0 && y <= y1 && !(hidden && hidden.has(codes[i]))) count++;
+  }
+  return count;
+}
+
+function drawDensity(bounds) {
+  // Many points in view: a density image rasterised here (a pass over the points on the CPU beats a software
+  // GL drawing a million sprites). Each pixel: the mean colour of its points, opacity rising with their count.
+  const dpr = window.devicePixelRatio || 1, W = density.width, H = density.height, v = S.view;
+  if (!S.acc || S.acc.n.length !== W * H)
+    S.acc = {n: new Uint32Array(W * H), r: new Float32Array(W * H), g: new Float32Array(W * H), b: new Float32Array(W * H)};
+  const A = S.acc; A.n.fill(0); A.r.fill(0); A.g.fill(0); A.b.fill(0);
+  const rgb = S.colors.map(hexColor), xy = S.xy, codes = S.codes, hidden = S.hidden.size ? S.hidden : null;
+  const [x0, x1, y0, y1] = bounds, k = v.k * dpr / 65535, ox = W / 2 - v.cx * v.k * dpr, oy = H / 2 + v.cy * v.k * dpr;
+  const splat = dpr < 1.5 ? 2 : 3;  // points of about 2 CSS pixels
+  for (let i = 0, n = S.n; i < n; i++) {
+    const x = xy[2 * i], y = xy[2 * i + 1], c = codes[i];
+    if (x < x0 || x > x1 || y < y0 || y > y1 || (hidden && hidden.has(c))) continue;
+    const px = Math.floor(x * k + ox), py = Math.floor(oy - y * k), col = rgb[c];
+    for (let dy = 0; dy < splat; dy++) {
+      const yy = py + dy;
+      if (yy < 0 || yy >= H) continue;
+      for (let dx = 0; dx < splat; dx++) {
+        const xx = px + dx;
+        if (xx < 0 || xx >= W) continue;
+        const j = yy * W + xx;
+        A.n[j]++; A.r[j] += col[0]; A.g[j] += col[1]; A.b[j] += col[2];
+      }
+    }
+  }
+  let max = 1;
+  for (let j = 0; j < W * H; j++) if (A.n[j] > max) max = A.n[j];
+  const img = S.ctx2d.createImageData(W, H), d = img.data, logMax = Math.log1p(max);
+  for (let j = 0; j < W * H; j++) {
+    const m = A.n[j];
+    if (!m) continue;
+    d[4 * j] = 255 * A.r[j] / m; d[4 * j + 1] = 255 * A.g[j] / m; d[4 * j + 2] = 255 * A.b[j] / m;
+    d[4 * j + 3] = 255 * Math.min(1, 0.35 + 0.65 * Math.log1p(m) / logMax);
+  }
+  S.ctx2d.putImageData(img, 0, 0);
+}
+
+function gatherVisible(bounds, count) {
+  // Few enough points in view: just those go to the GPU, drawn as round points
+  const [x0, x1, y0, y1] = bounds, xy = S.xy, codes = S.codes, hidden = S.hidden.size ? S.hidden : null;
+  const pos = new Uint16Array(2 * count), code = new Uint8Array(count);
+  let m = 0;
+  for (let i = 0, n = S.n; i < n && m < count; i++) {
+    const x = xy[2 * i], y = xy[2 * i + 1], c = codes[i];
+    if (x < x0 || x > x1 || y < y0 || y > y1 || (hidden && hidden.has(c))) continue;
+    pos[2 * m] = x; pos[2 * m + 1] = y; code[m] = c; m++;
+  }
+  gl.bindBuffer(gl.ARRAY_BUFFER, bufs.visPos); gl.bufferData(gl.ARRAY_BUFFER, pos, gl.DYNAMIC_DRAW);
+  gl.bindBuffer(gl.ARRAY_BUFFER, bufs.visCode); gl.bufferData(gl.ARRAY_BUFFER, code, gl.DYNAMIC_DRAW);
+  return m;
+}
+
 function draw() {
   const t0 = performance.now(), dpr = window.devicePixelRatio || 1, v = S.view;
   gl.viewport(0, 0, glCanvas.width, glCanvas.height);
   gl.clearColor(0, 0, 0, 0); gl.clear(gl.COLOR_BUFFER_BIT);
   gl.uniform2f(loc.u_center, v.cx, v.cy);
   gl.uniform2f(loc.u_scale, 2 * v.k / S.W, 2 * v.k / S.H);
-  const st = pointStyle();
-  gl.uniform1f(loc.u_size, st.size * dpr); gl.uniform1f(loc.u_alpha, st.alpha);
-  gl.uniform1f(loc.u_round, st.size >= 3 ? 1 : 0); gl.uniform1f(loc.u_ring, 0);
-  bindPoints(bufs.pos, bufs.code);
-  gl.drawArrays(gl.POINTS, 0, S.n);
+  const bounds = viewBounds(), visible = countVisible(bounds), st = pointStyle(visible);
+  S.ctx2d.clearRect(0, 0, density.width, density.height);
+  S.drawnAs = visible > DENSITY_FROM ? "density" : "points";
+  if (S.drawnAs === "density") drawDensity(bounds);
+  else if (visible) {
+    const m = gatherVisible(bounds, visible);
+    gl.uniform1f(loc.u_size, st.size * dpr); gl.uniform1f(loc.u_alpha, st.alpha);
+    gl.uniform1f(loc.u_round, st.size >= 3 ? 1 : 0); gl.uniform1f(loc.u_ring, 0);
+    bindPoints(bufs.visPos, bufs.visCode);
+    gl.drawArrays(gl.POINTS, 0, m);
+  }
   if (S.marks.length && !S.marksHidden) {
     gl.uniform1f(loc.u_size, (st.size + 8) * dpr); gl.uniform1f(loc.u_alpha, 1);
     gl.uniform1f(loc.u_round, 1); gl.uniform1f(loc.u_ring, 1);
@@ -183,6 +255,7 @@ function draw() {
   const px = new Uint8Array(4);
   gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);  // waits for the draw: the time is the real one
   S.drawMs = performance.now() - t0;
+  S.visible = visible;
   drawOverlay();
 }
 

@@ -1,0 +1,89 @@
+"""Maps computed off the script thread: a 1M-point map takes minutes, and a Streamlit rerun (any click) would
+interrupt and restart a map computed on the script's own thread. One job per map request, shared by every session
+that asks for the same map (a second user or a reload joins it); Stop cancels it for all of them."""
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from core.maps import MapResult, compute_map
+
+# Lower than the pages' scripts: a user's clicks on any page are drawn before the layout's next step.
+BACKGROUND_NICE = 10
+
+
+class MapCancelled(Exception):
+    """The map's job was stopped; raised inside its computation at the next progress report."""
+
+
+class MapJob:
+    """compute_map(**args) on a daemon thread; progress, result and error are safe to read from any thread."""
+
+    def __init__(self, key: str, args: dict[str, Any]) -> None:
+        self.key = key
+        self.progress: tuple[str, float] = ("starting", 0.0)
+        self.result: MapResult | None = None
+        self.error: BaseException | None = None
+        self.started = time.time()
+        self.cancelled = threading.Event()
+        self._done = threading.Event()
+        self._args = args
+        threading.Thread(target=self._work, name=f"atlas-map-{key[:8]}", daemon=True).start()
+
+    def _work(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)  # this thread only (Linux)
+        except (AttributeError, OSError):
+            pass
+        try:
+            args = dict(self._args, progress=self._say)
+            if "cancel" in inspect.signature(compute_map).parameters:  # stops inside long steps too, where supported
+                args["cancel"] = self.cancelled.is_set
+            self.result = compute_map(**args)
+        except BaseException as e:  # kept for the page to show: a thread's exception would otherwise vanish
+            self.error = e
+        finally:
+            self._done.set()
+
+    def _say(self, what: str, fraction: float) -> None:
+        if self.cancelled.is_set():
+            raise MapCancelled("The map was stopped.")
+        self.progress = (what, fraction)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
+class MapJobs:
+    """The running and just-finished map jobs of the process, by request key."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, MapJob] = {}
+        self._lock = threading.Lock()
+
+    def get_or_start(self, key: str, args: dict[str, Any], start: Callable[[str, dict], MapJob] = MapJob) -> MapJob:
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or job.cancelled.is_set() or (job.done() and job.error is not None):
+                job = self._jobs[key] = start(key, args)
+            return job
+
+    def get(self, key: str) -> MapJob | None:
+        with self._lock:
+            return self._jobs.get(key)
+
+    def forget(self, key: str) -> None:
+        """Drop a finished job (its map is in the cache now; the job need not hold it)."""
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is not None and job.done():
+                del self._jobs[key]
