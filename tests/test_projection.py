@@ -81,3 +81,22 @@ def test_knn_graph_with_exact_duplicates_excludes_self_only():
     g = knn_graph(x, 3, method="exact")
     twins = np.arange(10) ^ 1
     assert (g.indices[:, 0] == twins).all() and np.allclose(g.similarities[:, 0], 1.0, atol=1e-5)
+
+
+def test_nndescent_similarities_are_cosine_similarities():
+    x, _ = clustered(3000, d=32, seed=4)
+    approx = knn_graph(x, 10, method="nndescent")
+    rows = np.arange(0, 3000, 37)
+    direct = np.einsum("rd,rkd->rk", x[rows], x[approx.indices[rows]])  # cosine of the neighbours it names
+    np.testing.assert_allclose(approx.similarities[rows], direct, atol=1e-4)
+
+
+def test_large_map_layout_is_trustworthy(monkeypatch):
+    """The layout settings of maps above PARALLEL_ABOVE (parallel, PCA init, euclidean weights), on a small set."""
+    import core.projection as projection
+
+    monkeypatch.setattr(projection, "PARALLEL_ABOVE", 0)
+    x, _ = clustered(1500, seed=5)
+    p = project(x, UmapParams(), knn=knn_graph(x, 15, method="nndescent"))
+    assert p.coords.shape == (1500, 2) and np.isfinite(p.coords).all()
+    assert trustworthiness(x, p.coords, n_neighbors=10, metric="cosine") >= 0.9
