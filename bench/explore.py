@@ -16,6 +16,7 @@ set first, so every UMAP time here is warm-JIT.
 
     .venv/bin/python bench/explore.py            # full: 70k map, 100k figure, browser at 70k and 100k (4-8 min)
     .venv/bin/python bench/explore.py --quick    # smoke run: 3,000 points everywhere
+    .venv/bin/python bench/explore.py --map-only # section 1 alone (the 70k map against umap-learn), ~3 min
 """
 from __future__ import annotations
 
@@ -241,8 +242,8 @@ def bench_map(store_path: Path, x: np.ndarray, ids: list[str], cache_dir: Path, 
     cache = ArrayCache(cache_dir)
     say(f"UMAP map of {n:,} points (cold) ...")
     # compute_map's progress calls bound its stages: reading points, reading vectors, kNN graph, UMAP layout.
-    # The store was just written, so "reading vectors" includes rebuilding the store's vector copy, as after
-    # an ingest.
+    # The store was just written and closed, as after an ingest: this new store object loads the vector copy the
+    # writes kept and saved (core/store/edge.py) from disk, inside "reading vectors".
     with Meter() as meter:
         r["umap_cold_s"], r["umap_stages_s"], res = staged(
             lambda progress: compute_map(store, COLLECTION, UmapParams(), cache=cache, progress=progress))
@@ -595,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-n", type=int, default=2_000, help="points of the numba warm-up")
     ap.add_argument("--no-anchor", action="store_true", help="skip umap-learn's default (the anchor)")
     ap.add_argument("--no-browser", action="store_true", help="skip the real-browser section")
+    ap.add_argument("--map-only", action="store_true",
+                    help="section 1 alone: the map against umap-learn (no figure, browser or thumbnails)")
     ap.add_argument("--shots", type=Path, default=None, help="folder for screenshots of the page after the lasso")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3,000 points everywhere")
     ap.add_argument("--out", type=Path, default=None,
@@ -603,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = loadavg()
     if args.quick:
         args.n, args.figure_n, args.lasso_n, args.lasso_points, args.warm_n = 3_000, 3_000, 0, 500, 1_000
-    out = args.out or ROOT / "bench" / "results" / ("explore-quick.json" if args.quick else "explore.json")
+    default_name = "explore-quick.json" if args.quick else "explore-map.json" if args.map_only else "explore.json"
+    out = args.out or ROOT / "bench" / "results" / default_name
     browser = not args.no_browser and os.path.exists(CHROMIUM)
     started = now()
     loads: dict[str, dict[str, Any]] = {}
@@ -635,10 +639,18 @@ def main(argv: list[str] | None = None) -> int:
                           others=m["umap_cold_cpu"]["others_share"]))
         goals.append(goal(f"PCA map ({args.n:,} pts)", m["pca_s"], 2.0, "s", others=m["pca_cpu"]["others_share"]))
         if "anchor_s" in m:
-            goals.append(goal("UMAP time vs umap-learn default", m["umap_cold_s"], m["anchor_s"], "s",
-                              note="anchor time", others=m["anchor_cpu"]["others_share"]))
+            # The issue's goal is both at once: cold map incl. reading from the store <= the anchor's time, and
+            # trustworthiness >= the anchor's (on the fixed first 3k sample; the other samples say how much of a
+            # difference is sampling noise).
+            goals.append(goal("UMAP time (cold, incl. reading from Qdrant) vs umap-learn default", m["umap_cold_s"],
+                              m["anchor_s"], "s", note="anchor time", others=m["anchor_cpu"]["others_share"]))
             goals.append(goal("UMAP trustworthiness vs umap-learn default", m["umap_trust"], m["anchor_trust"],
                               "", higher_is_better=True, note="anchor trustworthiness"))
+            both = m["umap_cold_s"] <= m["anchor_s"] and m["umap_trust"] >= m["anchor_trust"]
+            info.append(("beat the anchor (time and trustworthiness together)",
+                         f"{'pass' if both else 'FAIL'}: {m['umap_cold_s']:.2f} s vs {m['anchor_s']:.2f} s, "
+                         f"{m['umap_trust']:.4f} vs {m['anchor_trust']:.4f}; mean of 4 samples "
+                         f"{np.mean(m['umap_trust_samples']):.4f} vs {np.mean(m['anchor_trust_samples']):.4f}"))
             info.append(("CPU seconds used: our UMAP / umap-learn default (others' share of the CPUs meanwhile)",
                          f"{m['umap_cold_cpu']['own_cpu_s']:.0f} / {m['anchor_cpu']['own_cpu_s']:.0f} "
                          f"({m['umap_cold_cpu']['others_share']:.0%} / {m['anchor_cpu']['others_share']:.0%})"))
@@ -655,71 +667,72 @@ def main(argv: list[str] | None = None) -> int:
                                                             f"{m['cached_disk_s']:.2f} s"),
                  ("numba warm-up (both paths, not in any figure)", f"{m['jit_warmup_s']:.1f} s")]
 
-        # 2. figure size
-        say(f"figure of {args.figure_n:,} points ...")
-        f = section("figure", lambda: bench_figure(args.figure_n))
-        results["figure"] = f
-        goals.append(goal(f"figure JSON ({args.figure_n:,} pts)", f["figure_bytes"], 3e6, "bytes"))
-        info.append((f"figure build / Streamlit serialization ({args.figure_n:,} pts)",
-                     f"{f['build_s']:.2f} s / {f['streamlit_serialize_s']:.2f} s "
-                     f"(hover text {f['hover_text_bytes'] / 1e6:.2f} MB)"))
+        if not args.map_only:  # sections 2-4
+            # 2. figure size
+            say(f"figure of {args.figure_n:,} points ...")
+            f = section("figure", lambda: bench_figure(args.figure_n))
+            results["figure"] = f
+            goals.append(goal(f"figure JSON ({args.figure_n:,} pts)", f["figure_bytes"], 3e6, "bytes"))
+            info.append((f"figure build / Streamlit serialization ({args.figure_n:,} pts)",
+                         f"{f['build_s']:.2f} s / {f['streamlit_serialize_s']:.2f} s "
+                         f"(hover text {f['hover_text_bytes'] / 1e6:.2f} MB)"))
 
-        # 3. real browser
-        proc_runs: list[tuple[Path, Path, np.ndarray]] = []
-        if browser:
-            remember_root(cache_a, str((tmp / "qdrant-a").resolve()), COLLECTION, folder)
-            proc_runs.append((tmp / "qdrant-a", cache_a, coords_a))
-            if args.lasso_n and args.lasso_n != args.n:
-                say(f"building and mapping a store of {args.lasso_n:,} points for the browser ...")
-                build_store(tmp / "qdrant-b", args.lasso_n, rel_paths, seed=1)
-                t, coords_b = timed(lambda: precompute_app_map(tmp / "qdrant-b", tmp / "cache-b", folder))
-                info.append((f"UMAP map precompute ({args.lasso_n:,} pts, browser store)", f"{t:.2f} s"))
-                proc_runs.append((tmp / "qdrant-b", tmp / "cache-b", coords_b))
-            results["browser"] = []
-            for store_path, cache_root, coords in proc_runs:
-                b = section(f"browser-{len(coords)}", lambda s=store_path, c=cache_root, xy=coords:
-                            bench_browser(s, c, xy, args.lasso_points, tmp))
-                results["browser"].append(b)
-                n = b["n"]
-                if args.shots:
-                    args.shots.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(tmp / f"explore-{n}.png", args.shots / f"explore-{n}.png")
-                s1, s2 = b["first_draw"], b["second_draw"]
-                if n == args.n:
-                    goals.append(goal(f"reopen Explore (sidebar), map drawn ({n:,} pts)", b["sidebar_reopen_s"],
-                                      3.0, "s", others=b["sidebar_reopen_cpu"]["others_share"]))
-                    goals.append(goal(f"cached map, new session: Draw map click -> drawn ({n:,} pts)",
-                                      s2["click_to_drawn_s"], 3.0, "s", others=s2["cpu"]["others_share"]))
-                info.append((f"draw, new session: navigation -> drawn, 1st / 2nd session ({n:,} pts)",
-                             f"{s1['nav_to_drawn_s']:.2f} s / {s2['nav_to_drawn_s']:.2f} s "
-                             f"(click -> drawn {s1['click_to_drawn_s']:.2f} / {s2['click_to_drawn_s']:.2f} s)"))
-                pa = b["plotly_alone"]
-                info.append((f"plotly.js alone, blank page: load plotly.min.js / newPlot / newPlot warm ({n:,} pts)",
-                             f"{pa['plotly_js_load_s']:.2f} / {pa['newplot_first_s']:.2f} / "
-                             f"{pa['newplot_warm_s']:.2f} s "
-                             f"(figure frame {s1['largest_frame_received'] / 1e6:.2f} MB)"))
-                for session in ("first", "second"):
-                    la = b[f"{session}_lasso"]
-                    if session == "first" or n == max(args.n, args.lasso_n):
-                        goals.append(goal(f"lasso {la['selected']:,} of {n:,} pts -> selection + 1st image "
-                                          f"({session} session)", la["to_first_image_s"], 2.0, "s",
-                                          others=la["cpu"]["others_share"]))
-                    info.append((f"lasso ({session} session, {n:,} pts): event sent / text / 1st image / "
-                                 f"{GALLERY} images", f"{la['event_sent_s']:.2f} ({la['event_bytes'] / 1e6:.1f} MB)"
-                                 f" / {la['to_text_s']:.2f} / {la['to_first_image_s']:.2f} / "
-                                 f"{la['to_gallery_s']:.2f} s"))
-                info.append((f"server steps per rerun, in-process ({n:,} pts)",
-                             ", ".join(f"{k[:-2]} {v:.2f}" for k, v in b["server_steps"].items()) + " s"))
+            # 3. real browser
+            proc_runs: list[tuple[Path, Path, np.ndarray]] = []
+            if browser:
+                remember_root(cache_a, str((tmp / "qdrant-a").resolve()), COLLECTION, folder)
+                proc_runs.append((tmp / "qdrant-a", cache_a, coords_a))
+                if args.lasso_n and args.lasso_n != args.n:
+                    say(f"building and mapping a store of {args.lasso_n:,} points for the browser ...")
+                    build_store(tmp / "qdrant-b", args.lasso_n, rel_paths, seed=1)
+                    t, coords_b = timed(lambda: precompute_app_map(tmp / "qdrant-b", tmp / "cache-b", folder))
+                    info.append((f"UMAP map precompute ({args.lasso_n:,} pts, browser store)", f"{t:.2f} s"))
+                    proc_runs.append((tmp / "qdrant-b", tmp / "cache-b", coords_b))
+                results["browser"] = []
+                for store_path, cache_root, coords in proc_runs:
+                    b = section(f"browser-{len(coords)}", lambda s=store_path, c=cache_root, xy=coords:
+                                bench_browser(s, c, xy, args.lasso_points, tmp))
+                    results["browser"].append(b)
+                    n = b["n"]
+                    if args.shots:
+                        args.shots.mkdir(parents=True, exist_ok=True)
+                        shutil.copy(tmp / f"explore-{n}.png", args.shots / f"explore-{n}.png")
+                    s1, s2 = b["first_draw"], b["second_draw"]
+                    if n == args.n:
+                        goals.append(goal(f"reopen Explore (sidebar), map drawn ({n:,} pts)", b["sidebar_reopen_s"],
+                                          3.0, "s", others=b["sidebar_reopen_cpu"]["others_share"]))
+                        goals.append(goal(f"cached map, new session: Draw map click -> drawn ({n:,} pts)",
+                                          s2["click_to_drawn_s"], 3.0, "s", others=s2["cpu"]["others_share"]))
+                    info.append((f"draw, new session: navigation -> drawn, 1st / 2nd session ({n:,} pts)",
+                                 f"{s1['nav_to_drawn_s']:.2f} s / {s2['nav_to_drawn_s']:.2f} s "
+                                 f"(click -> drawn {s1['click_to_drawn_s']:.2f} / {s2['click_to_drawn_s']:.2f} s)"))
+                    pa = b["plotly_alone"]
+                    info.append((f"plotly.js alone, blank page: load plotly.min.js / newPlot / newPlot warm ({n:,} pts)",
+                                 f"{pa['plotly_js_load_s']:.2f} / {pa['newplot_first_s']:.2f} / "
+                                 f"{pa['newplot_warm_s']:.2f} s "
+                                 f"(figure frame {s1['largest_frame_received'] / 1e6:.2f} MB)"))
+                    for session in ("first", "second"):
+                        la = b[f"{session}_lasso"]
+                        if session == "first" or n == max(args.n, args.lasso_n):
+                            goals.append(goal(f"lasso {la['selected']:,} of {n:,} pts -> selection + 1st image "
+                                              f"({session} session)", la["to_first_image_s"], 2.0, "s",
+                                              others=la["cpu"]["others_share"]))
+                        info.append((f"lasso ({session} session, {n:,} pts): event sent / text / 1st image / "
+                                     f"{GALLERY} images", f"{la['event_sent_s']:.2f} ({la['event_bytes'] / 1e6:.1f} MB)"
+                                     f" / {la['to_text_s']:.2f} / {la['to_first_image_s']:.2f} / "
+                                     f"{la['to_gallery_s']:.2f} s"))
+                    info.append((f"server steps per rerun, in-process ({n:,} pts)",
+                                 ", ".join(f"{k[:-2]} {v:.2f}" for k, v in b["server_steps"].items()) + " s"))
 
-        # 4. thumbnails
-        say("thumbnails ...")
-        th = section("thumbnails", lambda: bench_thumbnails(folder, rel_paths, tmp))
-        results["thumbnails"] = th
-        goals.append(goal("50 thumbnails, warm disk cache (28px PNG sources)", th["png28_warm_s"], 1.0, "s"))
-        goals.append(goal("50 thumbnails, warm disk cache (640x480 JPEG sources)", th["photo640_warm_s"], 1.0, "s"))
-        info.append(("50 thumbnails cold / no cache: 28px PNG; 640x480 JPEG",
-                     f"{th['png28_cold_s']:.2f} / {th['png28_no_cache_s']:.2f} s; "
-                     f"{th['photo640_cold_s']:.2f} / {th['photo640_no_cache_s']:.2f} s"))
+            # 4. thumbnails
+            say("thumbnails ...")
+            th = section("thumbnails", lambda: bench_thumbnails(folder, rel_paths, tmp))
+            results["thumbnails"] = th
+            goals.append(goal("50 thumbnails, warm disk cache (28px PNG sources)", th["png28_warm_s"], 1.0, "s"))
+            goals.append(goal("50 thumbnails, warm disk cache (640x480 JPEG sources)", th["photo640_warm_s"], 1.0, "s"))
+            info.append(("50 thumbnails cold / no cache: 28px PNG; 640x480 JPEG",
+                         f"{th['png28_cold_s']:.2f} / {th['png28_no_cache_s']:.2f} s; "
+                         f"{th['photo640_cold_s']:.2f} / {th['photo640_no_cache_s']:.2f} s"))
 
     runtime = now() - started
     report = table(goals, info)
