@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -223,8 +224,12 @@ def staged(fn: Callable[[Callable[[str, float], None]], Any]) -> tuple[float, di
     result = fn(lambda what, _fraction: marks.append((what, now())))
     total = now() - started
     stamps = [("start", started)] + marks + [("end", started + total)]
-    stages = {("cache write" if a[0] == "done" else a[0]): round(b[1] - a[1], 3) for a, b in zip(stamps, stamps[1:])}
-    return total, stages, result
+    stages: dict[str, float] = {}
+    for (what, t0), (_, t1) in zip(stamps, stamps[1:]):
+        # a stage may report several times ("kNN graph (3 s)" ticks): its time is the sum under its bare name
+        name = "cache write" if what == "done" else re.sub(r"\s*\(.*\)$", "", what)
+        stages[name] = stages.get(name, 0.0) + (t1 - t0)
+    return total, {k: round(v, 3) for k, v in stages.items()}, result
 
 
 def bench_map(store_path: Path, x: np.ndarray, ids: list[str], cache_dir: Path, warm_n: int,

@@ -100,3 +100,16 @@ def test_large_map_layout_is_trustworthy(monkeypatch):
     p = project(x, UmapParams(), knn=knn_graph(x, 15, method="nndescent"))
     assert p.coords.shape == (1500, 2) and np.isfinite(p.coords).all()
     assert trustworthiness(x, p.coords, n_neighbors=10, metric="cosine") >= 0.9
+
+
+@pytest.mark.parametrize("parallel_above", [20_000, 0])  # the small (seeded) and the large layout settings
+def test_umap_from_the_graph_alone_is_trustworthy(parallel_above, monkeypatch):
+    import core.projection as projection
+    from core.projection import project_graph
+
+    monkeypatch.setattr(projection, "PARALLEL_ABOVE", parallel_above)
+    x, _ = clustered(800, seed=6)
+    p = project_graph(knn_graph(x, 10, method="exact"), UmapParams())  # no vectors reach the layout
+    assert p.coords.shape == (800, 2) and np.isfinite(p.coords).all()
+    assert p.params["n_neighbors"] == 11 and "more than the graph's 10" in p.notes[0]
+    assert trustworthiness(x, p.coords, n_neighbors=10, metric="cosine") >= 0.9
