@@ -84,16 +84,25 @@ def stop_map() -> None:
     st.session_state["explore_stopped"] = True
 
 
+def compute_view(big: bool):
+    """The map for the request: minutes at a million points, so then a background job with progress and Stop."""
+    if big:
+        result = map_in_background(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"],
+                                   on_stop=stop_map)
+        if result is None:
+            st.stop()
+        return result
+    return map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
+
+
 if st.session_state.pop("explore_stopped", False):
     st.info("The map was stopped. Press **Draw map** to start it again.")
-
 
 req = st.session_state.get("explore_request")
 write_url(method=req["method"] if req else None, color=color_by if req else None, map="1" if req else None)
 if not req or req["collection"] != s.name:
     st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
     st.stop()
-
 
 # A selection reruns the page: keep the map and its figure in the session, so a lasso does not re-read the
 # points and rebuild the figure (seconds at 100k points). Draw map, another color or new label changes rebuild it.
@@ -106,16 +115,13 @@ view_key = (repr(req), color_by, show_suspects, len(st.session_state.get("audit_
             st.session_state.get("explore_draws", 0))
 big = min(req["max_points"], s.points) >= BACKGROUND_FROM
 held = st.session_state.get("explore_view")
+# the status of a computation goes in here: a container on every run, so that the map below keeps its place in
+# the page (an element that moves is mounted again: the map would upload and draw its million points again)
+status_box = st.container()
 if held is None or held[0] != view_key:
     try:
-        if big:  # minutes at a million points: a background job with progress and Stop
-            result = map_in_background(ctx.store, s.name, req["params"], req["vector"], req["filter"],
-                                       req["max_points"], on_stop=stop_map)
-            if result is None:
-                st.stop()
-        else:
-            result = map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"],
-                                     req["max_points"])
+        with status_box:
+            result = compute_view(big)
     except LookupError as exc:
         st.warning(md_escape(exc))
         st.stop()

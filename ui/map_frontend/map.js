@@ -90,12 +90,12 @@ function toScreen(x, y) { const v = S.view; return [(x - v.cx) * v.k + S.W / 2, 
 function resize(height) {
   const W = Math.max(100, document.body.clientWidth), H = height;
   const dpr = window.devicePixelRatio || 1;
+  if (S.W === W && S.H === H) return false;  // setting a canvas' size clears it: only on a change
   for (const c of [glCanvas, density, overlay]) {
     c.width = Math.round(W * dpr); c.height = Math.round(H * dpr); c.style.width = W + "px"; c.style.height = H + "px";
   }
-  const changed = S.W !== W || S.H !== H;
   S.W = W; S.H = H;
-  return changed;
+  return true;
 }
 
 function setData(args) {
@@ -428,6 +428,7 @@ window.addEventListener("message", (ev) => {
   if (args.hover_row === S.hoverRow) showHoverImage();
   send("streamlit:setFrameHeight", {height: height});
 });
+window.addEventListener("resize", () => { if (S.n && resize(S.H)) { homeView(); draw(); } });
 send("streamlit:componentReady", {apiVersion: 1});
 
 // for benchmarks and tests: timings and the view's mapping
