@@ -171,9 +171,9 @@ def rows_in_polygon(xy: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.nd
     for (x0, y0), (x1, y1) in zip(poly, np.roll(poly, -1, axis=0)):
         if y0 == y1:
             continue
-        crosses = (y0 > y) != (y1 > y)
-        at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-        inside ^= crosses & (x < at)
+        crosses = np.flatnonzero((y0 > y) != (y1 > y))  # the edge spans the point's height
+        at = x0 + (y[crosses] - y0) * ((x1 - x0) / (y1 - y0))
+        inside[crosses] ^= x[crosses] < at
     return cand[inside]
 
 
