@@ -13,6 +13,7 @@ from ui.state import seed_from_url, write_url
 from ui.text import md_escape, plural
 
 PAGE_SIZE = 48
+TABLE_ROWS = 1000
 
 st.title("Explore")
 ctx = require_collection("map")
@@ -165,10 +166,13 @@ if not rows:
     st.stop()
 
 st.subheader(f"Selection: {plural(len(rows), 'point')}")
-table = selection_table(pts, result.coords, rows, ctx.label_field)
+# the table shows the first TABLE_ROWS; the CSV is built when clicked (100,000 rows take seconds, and a hover
+# or a page turn reruns the page)
+table = selection_table(pts, result.coords, rows[:TABLE_ROWS], ctx.label_field)
 b1, b2 = st.columns(2)
-b1.download_button("Export selection (CSV)", to_csv(table), f"{s.name}-selection.csv", "text/csv",
-                   key="explore_export")
+b1.download_button("Export selection (CSV)",
+                   lambda: to_csv(selection_table(pts, result.coords, rows, ctx.label_field)),
+                   f"{s.name}-selection.csv", "text/csv", key="explore_export")
 if b2.button("Find similar images (Search page)", key="explore_find_similar"):
     st.session_state["search_handoff"] = {"collection": s.name, "ids": [pts.ids[r] for r in rows[:20]],
                                           "selected": len(rows)}
@@ -179,4 +183,4 @@ page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="explore_page") if
 shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
 gallery([pts.payloads[r] for r in shown], ctx, ctx.label_field, columns=8, size=96)
 with st.expander("Selected points as a table"):
-    st.dataframe(table.head(1000), hide_index=True, width="stretch")
+    st.dataframe(table, hide_index=True, width="stretch")

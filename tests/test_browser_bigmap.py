@@ -39,6 +39,14 @@ def test_lasso_selects_exactly_the_points_inside(big_server):
         assert frame.evaluate("window.atlasMap.state.visible") == N  # every point in view and drawn
         assert page.locator(".js-plotly-plot").count() == 0
 
+        # resting the pointer on a point shows that point's file (and image) beside the map, looked up on demand
+        origin = map_in_view(page)
+        x, y = frame.evaluate("(() => { const S = window.atlasMap.state; "
+                              "return window.atlasMap.toScreen(S.xy[0] / 65535, S.xy[1] / 65535); })()")
+        page.mouse.move(origin["x"] + x + 25, origin["y"] + y + 25)
+        page.mouse.move(origin["x"] + x, origin["y"] + y)
+        page.get_by_text(f"img{int(ids[0]) - 1:07d}.png").wait_for(timeout=30_000)  # build_store's file names
+
         # a lasso around a quarter of the points (several clusters), as a user drags it
         q = quantize(coords)
         box, _ = lasso_box(coords, N // 4)
