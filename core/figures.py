@@ -172,7 +172,7 @@ def rows_in_polygon(xy: np.ndarray, polygon: Sequence[Sequence[float]]) -> np.nd
         if y0 == y1:
             continue
         crosses = np.flatnonzero((y0 > y) != (y1 > y))  # the edge spans the point's height
-        at = x0 + (y[crosses] - y0) * ((x1 - x0) / (y1 - y0))
+        at = x0 + (y[crosses] - y0) / (y1 - y0) * (x1 - x0)  # the ratio lies in [0, 1]: no overflow
         inside[crosses] ^= x[crosses] < at
     return cand[inside]
 
