@@ -28,7 +28,6 @@ window.run = async () => {
   const fig = await (await fetch("fig.json")).json();
   window.t.fetched = performance.now() - t0;
   const gd = document.getElementById("plot");
-  gd.on && 0;
   await Plotly.newPlot(gd, fig.data, fig.layout, {displaylogo: false});
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   window.t.drawn = performance.now() - t0;
@@ -55,11 +54,13 @@ CANVAS_DRIVER = """
 window.t = {};
 window.addEventListener("message", (ev) => {
   const m = ev.data;
-  if (m && m.type === "streamlit:setComponentValue" && m.value.selection) window.t.selected = {at: Date.now(), bytes: JSON.stringify(m.value).length, value: m.value};
+  if (m && m.type === "streamlit:setComponentValue" && m.value.selection)
+    window.t.selected = {at: Date.now(), bytes: JSON.stringify(m.value).length, value: m.value};
 });
 window.run = async () => {
   const t0 = performance.now();
-  const [xy, codes] = await Promise.all(["xy.bin", "codes.bin"].map(async f => new Uint8Array(await (await fetch(f)).arrayBuffer())));
+  const bin = async (f) => new Uint8Array(await (await fetch(f)).arrayBuffer());
+  const [xy, codes] = await Promise.all([bin("xy.bin"), bin("codes.bin")]);
   window.t.fetched = performance.now() - t0;
   const meta = await (await fetch("meta.json")).json();
   window.postMessage({type: "streamlit:render", args: Object.assign(meta, {xy, codes, marks: new Uint8Array(0)})}, "*");
