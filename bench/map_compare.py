@@ -160,6 +160,8 @@ def compare(n: int = 1_000_000, seed: int = 0, kinds: tuple[str, ...] = ("canvas
                     page.evaluate("window.run()")
                     timings = page.evaluate("window.t")
                     out[f"{kind}_first_draw_s"] = round(timings["drawn"] / 1000, 3)
+                    if kind == "canvas":
+                        out["canvas_drawn_as"] = page.evaluate("window.atlasMap.state.drawnAs")
                     if shots:
                         page.screenshot(path=str(shots / f"{kind}-{n}.png"))
                     zooms = [page.evaluate("window.zoom()" if kind == "plotly" else "window.atlasMap.zoomRedrawMs(2)")

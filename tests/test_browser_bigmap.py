@@ -82,3 +82,14 @@ def test_lasso_selects_exactly_the_points_inside(big_server):
             rows = list(csv.DictReader(f))
         assert rows and {r["id"] for r in rows} == {r["id"] for r in first if r["label"] != name}
         browser.close()
+
+
+def test_many_points_draw_as_density_and_a_lasso_still_selects_the_points_inside():
+    # outside Streamlit (bench/map_compare.py): 200k points in view are rasterised as a density image
+    from bench.map_compare import compare
+
+    out = compare(200_000, kinds=("canvas",))
+    assert out["canvas_drawn_as"] == "density"
+    # the lasso is dragged around a data rectangle: mouse pixels move its edges by a fraction of a pixel
+    assert abs(out["canvas_lasso_points"] - out["points_in_box"]) <= 0.005 * out["points_in_box"]
+    assert out["canvas_lasso_sent_bytes"] < 2_000  # a polygon goes back, not the points
