@@ -3,6 +3,7 @@ drawn by the WebGL map component (not Plotly), and a selection from the componen
 import threading
 import time
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -70,6 +71,15 @@ def test_a_large_map_is_drawn_by_the_component_and_a_selection_opens_the_gallery
     assert not at.exception, at.exception
     assert f"Showing {CANVAS_FROM:,} of {CANVAS_FROM:,} points" in texts(at)
     assert len(at.get("plotly_chart")) == 0 and len(at.get("component_instance")) == 1
+    # the Audit page's suspects are ringed: their rows travel with the map
+    at.session_state["audit_suspects"] = {"collection": COLLECTION, "ids": [3, 5, 8]}
+    at.run()
+    [component] = at.get("component_instance")
+    marks = {a.key: a.bytes for a in component.proto.special_args}["marks"]
+    rows = np.frombuffer(marks, dtype=np.uint32)
+    ids = at.session_state["explore_view"][1].points.ids
+    assert sorted(ids[r] for r in rows) == [3, 5, 8]
+
     # the component's value, as the browser would send it: a box over the whole map
     at.session_state["explore_canvas"] = {"selection": {"kind": "box", "hidden": [],
                                                         "polygon": [[-1, -1], [2, -1], [2, 2], [-1, 2]]}}
