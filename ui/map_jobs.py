@@ -1,22 +1,20 @@
 """Maps computed off the script thread: a 1M-point map takes minutes, and a Streamlit rerun (any click) would
 interrupt and restart a map computed on the script's own thread. One job per map request, shared by every session
-that asks for the same map (a second user or a reload joins it); Stop cancels it for all of them."""
+that asks for the same map (a second user or a reload joins it). Stop cancels it; a session still waiting for it
+starts it again on its next run."""
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import time
 from typing import Any, Callable
 
-from core.maps import MapResult, compute_map
+from core.maps import MapCancelled, MapResult, compute_map
+
+__all__ = ["MapCancelled", "MapJob", "MapJobs"]
 
 # Lower than the pages' scripts: a user's clicks on any page are drawn before the layout's next step.
 BACKGROUND_NICE = 10
-
-
-class MapCancelled(Exception):
-    """The map's job was stopped; raised inside its computation at the next progress report."""
 
 
 class MapJob:
@@ -39,10 +37,8 @@ class MapJob:
         except (AttributeError, OSError):
             pass
         try:
-            args = dict(self._args, progress=self._say)
-            if "cancel" in inspect.signature(compute_map).parameters:  # stops inside long steps too, where supported
-                args["cancel"] = self.cancelled.is_set
-            self.result = compute_map(**args)
+            # cancel stops compute_map inside its long steps; _say stops it at the next progress report too
+            self.result = compute_map(**self._args, progress=self._say, cancel=self.cancelled)
         except BaseException as e:  # kept for the page to show: a thread's exception would otherwise vanish
             self.error = e
         finally:
