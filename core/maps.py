@@ -15,7 +15,7 @@ import numpy as np
 from .cache import ArrayCache, key_of
 from .knn import KnnGraph, knn_graph
 from .landmarks import (LANDMARK_ABOVE, Cancel, MapCancelled, check, in_worker, insert_reverse, landmark_layout,
-                        propagate, search_rows)
+                        large_knn_graph, propagate, search_rows)
 from .points import PointSet, load_points, load_vectors, point_keys
 from .projection import Projection, ProjectionParams, UmapParams, project
 from .store import Filter, Store
@@ -63,7 +63,8 @@ def shared_knn(points: PointSet, vectors: np.ndarray, k: int, cache: ArrayCache 
         return KnnGraph(hit["indices"], hit["similarities"], str(hit["method"]), 0.0)
     say = progress or (lambda _w, _f: None)
     # NN-descent has no hook: it runs in a worker while progress ticks and cancel is watched
-    graph = in_worker(lambda _say: knn_graph(vectors, k_graph), "kNN graph", 0.1, 0.35,
+    build = large_knn_graph if len(vectors) > LANDMARK_ABOVE else knn_graph  # bounded memory at 1M
+    graph = in_worker(lambda _say: build(vectors, k_graph), "kNN graph", 0.1, 0.35,
                       _expected_knn_s(len(vectors)), say, cancel)
     _put_graph(cache, key, graph)
     return graph

@@ -39,8 +39,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ATLAS_REPORT_DIR", "./data/reports", "Folder for ingest reports (CSV of skipped files)."),
     Setting("ATLAS_IMAGE_ROOT", "", "Folder that a point's relative `path` is resolved against to show images. "
             "Used for collections whose ingest folder this tool does not remember (ingested elsewhere)."),
-    Setting("ATLAS_MAP_MAX_POINTS", 100_000, "Most points drawn on the Explore map; larger collections (or "
-            "filters) are sampled, and the page says 'showing N of M'."),
+    Setting("ATLAS_MAP_MAX_POINTS", 1_000_000, "Most points drawn on the Explore map; larger collections (or "
+            "filters) are sampled, and the page says 'showing N of M'. Maps of more than 150,000 points are laid "
+            "out from a 50,000-point UMAP with the rest placed among their neighbours."),
     Setting("ATLAS_UNKNOWN_LABELS", "unknown,unlabeled,unlabelled,none,?", "Label values that mean 'no label': "
             "such points are not scored by the audit but get a suggested label (comma-separated)."),
     Setting("ATLAS_USER", "", "Name recorded in label_history for relabels (empty: the login name)."),

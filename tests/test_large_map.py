@@ -241,3 +241,24 @@ def test_too_many_new_points_lay_the_map_out_again(tmp_path, monkeypatch):
     again = compute_map(store, "c", UmapParams(), cache=cache)
     assert again.layout == "full" and again.added == 0
     store.close()
+
+
+def test_million_benchmark_quick_mode_writes_its_goals(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "million.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "million.py"), "--quick", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stdout[-2000:] + run.stderr[-2000:]  # 1: a goal missed, still a result
+    result = json.loads(out.read_text())
+    names = [g["goal"] for g in result["goals"]]
+    assert any(n.startswith("cold map of 10,000 points") for n in names) and "peak RSS of the cold map" in names
+    assert any(n.startswith("trustworthiness") for n in names) and any(n.startswith("+1% points") for n in names)
+    r = result["results"]
+    assert r["layout"] == "landmarks" and r["incremental_layout"] == "incremental" and r["incremental_added"] == 100
+    assert result["machine"]["cpu_flags"] is not None and str(tmp_path) not in out.read_text()
+    assert "| cold map of 10,000 points" in run.stdout
