@@ -131,14 +131,22 @@ def umap_layout(x: np.ndarray, knn: KnnGraph, n_neighbors: int, min_dist: float,
         return np.asarray(reducer.fit_transform(x), np.float32)
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """x with unit rows: x itself when it has them already (Qdrant normalises cosine vectors), else a copy. No
+    n x d temporary for the check (np.linalg.norm would make one: 2 GB at 1M x 512)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    if np.allclose(norms, 1.0, atol=1e-3):
+        return x
+    return x / np.maximum(norms, 1e-12)[:, None]
+
+
 def large_knn_graph(vectors: np.ndarray, k: int, seed: int = 0) -> KnnGraph:
     """knn_graph's NN-descent (euclidean on unit rows = cosine order) with LARGE_KNN_TREES trees, for bounded memory
     on graphs of hundreds of thousands to millions of rows."""
     import pynndescent
 
     started = time.perf_counter()
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x = unit_rows(np.ascontiguousarray(vectors, dtype=np.float32))
     index = pynndescent.NNDescent(x, n_neighbors=k + 1, metric="euclidean", random_state=seed,
                                   n_trees=LARGE_KNN_TREES, n_iters=max(5, int(round(np.log2(len(x))))),
                                   max_candidates=60, low_memory=True, compressed=True, n_jobs=-1)

@@ -15,7 +15,7 @@ import numpy as np
 from .cache import ArrayCache, key_of
 from .knn import KnnGraph, knn_graph
 from .landmarks import (LANDMARK_ABOVE, Cancel, MapCancelled, check, in_worker, insert_reverse, landmark_layout,
-                        large_knn_graph, propagate, search_rows)
+                        large_knn_graph, propagate, search_rows, unit_rows)
 from .points import PointSet, load_points, load_vectors, point_keys
 from .projection import Projection, ProjectionParams, UmapParams, project
 from .store import Filter, Store
@@ -175,9 +175,7 @@ def _incremental(store: Store, pts: PointSet, params: UmapParams, filter: Filter
     say("reading vectors", 0.05)
     x = in_worker(lambda _s: load_vectors(store, pts, filter), "reading vectors", 0.05, 0.5,
                   2.0 + 3e-5 * len(pts), say, cancel)
-    norms = np.linalg.norm(x, axis=1)
-    if not np.allclose(norms, 1.0, atol=1e-3):
-        x /= np.maximum(norms, 1e-12)[:, None]
+    x = unit_rows(x)
     say(f"kNN of {added:,} new points", 0.5)
     graph = in_worker(lambda _s: _patched_graph(x, kept, old_row, old_graph, params.seed, cancel),
                       f"kNN of {added:,} new points", 0.5, 0.9, 2.0 + added / 2000, say, cancel)

@@ -132,6 +132,8 @@ def load_vectors(store: Store, points: PointSet, filter: Filter | None = None) -
         full = store.scroll(points.collection, vector=points.vector, filter=filter, payload_keys=[])
     else:
         full = store.retrieve(points.collection, points.ids, vector=points.vector, with_vectors=True)
+    if full.ids == points.ids:
+        return full.vectors  # the usual case (no sample): already in order, no second copy of a 2 GB matrix
     row = {pid: i for i, pid in enumerate(full.ids)}
     missing = [pid for pid in points.ids if pid not in row]
     if missing:
