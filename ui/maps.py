@@ -102,9 +102,10 @@ def map_in_background(store: Store, collection: str, params: ProjectionParams, v
         if job.error is not None:
             raise job.error
         result = job.result
-        st.caption(f"{method_name(result.method)} map of {plural(len(result.points), 'point')} "
-                   f"({'from cache' if result.cached else f'computed in {result.seconds:.1f} s'}, "
-                   f"{result.seconds:.1f} s to open)")
+        layout = getattr(result, "layout", "")
+        how = {"landmarks": ", laid out from landmarks", "incremental": ", updated for new points"}.get(layout, "")
+        st.caption(f"{method_name(result.method)} map of {plural(len(result.points), 'point')}{how} "
+                   f"({'from cache, ' if result.cached else ''}{result.seconds:.1f} s)")
         return result
     _job_progress(key, on_stop)
     return None
