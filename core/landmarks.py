@@ -79,7 +79,8 @@ def in_worker(fn: Callable[[Progress], T], what: str, lo: float, hi: float, expe
             w, f = box["said"]
             say(w, lo + (hi - lo) * min(max(f, 0.0), 1.0))
         else:
-            say(f"{what} ({elapsed:.0f} s)", lo + (hi - lo) * (1 - np.exp(-elapsed / max(expected_s, 1e-3))))
+            # the same text each time (benches sum stages by it); the fraction shows the time passing
+            say(what, lo + (hi - lo) * (1 - np.exp(-elapsed / max(expected_s, 1e-3))))
     if "error" in box:
         raise box["error"]
     return box["value"]
