@@ -220,7 +220,8 @@ def landmark_layout(x: np.ndarray, graph: KnnGraph, n_neighbors: int, min_dist: 
     coords[rows] = laid
     placed = np.zeros(n, bool)
     placed[rows] = True
-    coords, lost = propagate(coords, placed, graph.indices, graph.similarities, cancel)
+    coords, lost = in_worker(lambda _s: propagate(coords, placed, graph.indices, graph.similarities, cancel),
+                             "placing the other points", lo + 0.9 * span, hi, 2.0 + n / 500_000, say, cancel)
     notes = [f"Laid out {len(rows):,} landmark points with UMAP and placed the other {n - len(rows):,} among their "
              "nearest neighbours (a map this large would take too long as one UMAP)."]
     if lost:

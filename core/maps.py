@@ -141,7 +141,8 @@ def compute_map(store: Store, collection: str, params: ProjectionParams = UmapPa
         coords, method, used, notes, layout = proj.coords, proj.method, proj.params, proj.notes, "full"
     check(cancel)
     say("saving", 0.99)
-    _put_map(cache, store, pts, filter, max_points, params, coords, method, notes, layout, 0)
+    in_worker(lambda _s: _put_map(cache, store, pts, filter, max_points, params, coords, method, notes, layout, 0),
+              "saving", 0.99, 1.0, 1.0 + len(pts) / 300_000, say, cancel)
     say("done", 1.0)
     return MapResult(pts, coords, method, used, notes, False, time.perf_counter() - started, layout)
 
@@ -161,7 +162,8 @@ def _incremental(store: Store, pts: PointSet, params: UmapParams, filter: Filter
     if old is None or old_graph is None or "keys" not in old or not len(old["keys"]):
         return None
     say("matching the earlier map", 0.02)
-    keys = point_keys(pts)
+    keys = in_worker(lambda _s: point_keys(pts), "matching the earlier map", 0.02, 0.05, 1.0 + len(pts) / 300_000,
+                     say, cancel)
     old_keys = old["keys"]
     order = np.argsort(old_keys)
     pos = np.searchsorted(old_keys[order], keys).clip(0, len(old_keys) - 1)
@@ -183,11 +185,12 @@ def _incremental(store: Store, pts: PointSet, params: UmapParams, filter: Filter
     say(f"placing {added:,} new points", 0.9)
     coords = np.zeros((len(pts), 2), np.float32)
     coords[kept] = old["coords"][old_row[kept]]
-    coords, lost = propagate(coords, kept, graph.indices, graph.similarities, cancel)
+    coords, _ = propagate(coords, kept, graph.indices, graph.similarities, cancel)
     note = (f"{INCREMENTAL_NOTE}{added:,} new point(s) among their nearest neighbours on the earlier map"
             + (f" and removed {removed:,}" if removed else "") + "; the other points kept their places.")
     notes = [note] + [str(n) for n in old["notes"] if not str(n).startswith(INCREMENTAL_NOTE)]
-    _put_map(cache, store, pts, filter, max_points, params, coords, str(old["method"]), notes, "incremental", drift)
+    in_worker(lambda _s: _put_map(cache, store, pts, filter, max_points, params, coords, str(old["method"]), notes,
+                                  "incremental", drift), "saving", 0.95, 1.0, 1.0 + len(pts) / 300_000, say, cancel)
     say("done", 1.0)
     return MapResult(pts, coords, str(old["method"]), asdict(params), notes, False, 0.0, "incremental", added, removed)
 
