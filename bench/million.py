@@ -74,7 +74,8 @@ def point_ids(start: int, stop: int, seed: int) -> list[str]:
 
 def payloads(start: int, labels: np.ndarray, seed: int) -> list[dict[str, Any]]:
     """Ingest-like payloads (label, file name, path, content hash)."""
-    return [{"label": LABELS[int(c)], "file_name": f"img{start + i:07d}.png", "path": f"{LABELS[int(c)]}/img{start + i:07d}.png",
+    return [{"label": LABELS[int(c)], "file_name": f"img{start + i:07d}.png",
+             "path": f"{LABELS[int(c)]}/img{start + i:07d}.png",
              "sha1": hashlib.sha1(f"{seed}/{start + i}".encode()).hexdigest()} for i, c in enumerate(labels)]
 
 
@@ -83,9 +84,8 @@ def write_points(store: Any, n: int, seed: int, first: int = 0, say: Callable[[s
     if not store.collection_exists(COLLECTION):
         store.create_collection(COLLECTION, {VECTOR: DIM})
     done = 0
-    gen = clustered_chunks(first + n, seed)
     start = 0
-    for x, labels in gen:
+    for x, labels in clustered_chunks(first + n, seed):
         stop = start + len(x)
         lo, hi = max(start, first), min(stop, first + n)
         if lo < hi:
@@ -152,9 +152,10 @@ class PeakRss:
         self.peak = max(self.peak, rss_gb())
 
 
-def staged(fn: Callable[[Callable[[str, float], None]], Any]) -> tuple[float, dict[str, float], Any, float]:
+def staged(fn: Callable[[Callable[[str, float], None]], Any]) -> tuple[float, dict[str, float], Any,
+                                                                      tuple[float, str]]:
     """fn(progress) timed, split into stages by the progress messages (their text before any '(' or ':'), and
-    the longest gap between two progress calls (what a user would see frozen)."""
+    the longest gap between two progress calls (what a user would see frozen) with the stage it began in."""
     marks: list[tuple[str, float]] = []
     started = time.perf_counter()
 
@@ -167,7 +168,8 @@ def staged(fn: Callable[[Callable[[str, float], None]], Any]) -> tuple[float, di
     stages: dict[str, float] = {}
     for (name, t0), (_, t1) in zip(stamps[1:], stamps[2:]):
         stages[name] = round(stages.get(name, 0.0) + t1 - t0, 3)
-    gap = max((b[1] - a[1] for a, b in zip(stamps, stamps[1:])), default=0.0)
+    gaps = [(b[1] - a[1], a[0]) for a, b in zip(stamps, stamps[1:])]
+    gap = max(gaps, default=(0.0, ""))
     return end - started, stages, result, gap
 
 
@@ -229,13 +231,14 @@ def run(args: argparse.Namespace, store_dir: Path, cache_dir: Path) -> dict[str,
         total, stages, res, gap = staged(lambda p: compute_map(store, COLLECTION, cache=ArrayCache(cache_dir),
                                                                progress=p))
     r.update(cold_s=round(total, 1), cold_stages_s=stages, cold_peak_rss_gb=round(peak.peak, 2),
-             cold_longest_silence_s=round(gap, 1), layout=res.layout, notes=res.notes,
-             loadavg_after_cold=loadavg())
+             cold_longest_silence_s=round(gap[0], 1), cold_longest_silence_after=gap[1], layout=res.layout,
+             notes=res.notes, loadavg_after_cold=loadavg())
     say(f"  {total:.0f} s, peak RSS {peak.peak:.1f} GB, {stages}")
 
     # 2. cached reopen, server side: same process (as the app's next run), and a new cache object on the same
     # folder (as a restarted app; the store stays open, as the app's cached store client)
-    r["reopen_same_process_s"] = round(timed(lambda: compute_map(store, COLLECTION, cache=ArrayCache(cache_dir)))[0], 3)
+    reopen = timed(lambda: compute_map(store, COLLECTION, cache=ArrayCache(cache_dir)))[0]
+    r["reopen_same_process_s"] = round(reopen, 3)
     again = ArrayCache(cache_dir)
     clear_recent()
     r["reopen_new_cache_s"] = round(timed(lambda: compute_map(store, COLLECTION, cache=again))[0], 3)

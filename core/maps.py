@@ -108,7 +108,7 @@ def compute_map(store: Store, collection: str, params: ProjectionParams = UmapPa
     say = progress or (lambda _w, _f: None)
     say("reading points", 0.0)
     pts = points or in_worker(lambda _s: load_points(store, collection, vector, filter, max_points),
-                              "reading points", 0.0, 0.02, 2.0 + 8e-6 * store.count(collection, filter), say, cancel)
+                              "reading points", 0.0, 0.02, 5.0, say, cancel)  # no count first: it opens the shard
     key = key_of("map", pts.fingerprint, asdict(params))
     hit = cache.get("map", key) if cache else None
     if hit is not None:
