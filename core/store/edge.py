@@ -97,6 +97,12 @@ class _VectorColumn:
             self.__init__([pid for pid, k in zip(self.ids, keep) if k], kept)
 
 
+# Writes per (folder, collection) made in this process. The folder's lock makes this process its only writer, so a
+# reader that saw the same generation (and count) knows nothing changed: the Explore page reuses a 1M-point read.
+_generations: dict[tuple[str, str], int] = {}
+_generations_lock = threading.Lock()
+
+
 class EdgeStore(Store):
     engine = "embedded"
 
@@ -164,7 +170,18 @@ class EdgeStore(Store):
         names = sorted(p.name for p in self.root.iterdir() if (p / _CONFIG_FILE).is_file())
         return [self.collection_info(n) for n in names]
 
+    def write_generation(self, name: str) -> int:
+        """How many writes this process made to the collection (see _generations)."""
+        with _generations_lock:
+            return _generations.get((self.location, name), 0)
+
+    def _wrote(self, name: str) -> None:
+        with _generations_lock:
+            key = (self.location, name)
+            _generations[key] = _generations.get(key, 0) + 1
+
     def create_collection(self, name: str, vectors: Mapping[str, int]) -> None:
+        self._wrote(name)
         path = self._path(name)
         with self._lock:
             if self.collection_exists(name):
@@ -177,6 +194,7 @@ class EdgeStore(Store):
             self._shards[name] = shard
 
     def delete_collection(self, name: str) -> None:
+        self._wrote(name)
         with self._lock:
             self._vector_copies = {k: v for k, v in self._vector_copies.items() if k[0] != name}
             self._unsaved = {k for k in self._unsaved if k[0] != name}
@@ -191,6 +209,7 @@ class EdgeStore(Store):
     def upsert(self, name: str, ids: Sequence[PointId], vectors: Mapping[str, np.ndarray],
                payloads: Sequence[dict[str, Any]]) -> None:
         ids = parse_point_ids(ids)
+        self._wrote(name)
         shard = self._shard(name)
         empty_before = shard.info().points_count == 0
         columns = {vname: np.asarray(mat, dtype=np.float32).tolist() for vname, mat in vectors.items()}
@@ -387,6 +406,7 @@ class EdgeStore(Store):
         return [Hit(_norm_id(h.id), float(h.score), h.payload or {}) for h in hits]
 
     def set_payload(self, name: str, ids: Sequence[PointId], payload: Mapping[str, Any]) -> None:
+        self._wrote(name)
         self._shard(name).update(qe.UpdateOperation.set_payload(parse_point_ids(ids), dict(payload)))
 
     def count(self, name: str, filter: Filter | None = None) -> int:
@@ -403,6 +423,7 @@ class EdgeStore(Store):
 
     def delete(self, name: str, ids: Sequence[PointId]) -> None:
         ids = parse_point_ids(ids)
+        self._wrote(name)
         with self._lock:
             self._drop_vector_copies(name)
             self._shard(name).update(qe.UpdateOperation.delete_points(ids))
