@@ -13,11 +13,11 @@ from typing import Callable
 import numpy as np
 
 from .cache import ArrayCache, key_of
-from .knn import KnnGraph, knn_graph
+from .knn import KnnGraph, knn_from_store, knn_graph
 from .landmarks import (LANDMARK_ABOVE, Cancel, MapCancelled, check, in_worker, insert_reverse, landmark_layout,
                         large_knn_graph, propagate, search_rows, unit_rows)
 from .points import PointSet, load_points, load_vectors, point_keys
-from .projection import Projection, ProjectionParams, UmapParams, project
+from .projection import Projection, ProjectionParams, UmapParams, project, project_graph
 from .store import Filter, Store
 
 # Every check and every map shares one graph per point set; built with at least this many neighbours so that
@@ -122,6 +122,9 @@ def compute_map(store: Store, collection: str, params: ProjectionParams = UmapPa
         if updated is not None:
             updated.seconds = time.perf_counter() - started
             return updated
+    if (store.engine == "server" and isinstance(params, UmapParams) and len(pts) == pts.total
+            and 8 <= len(pts) <= LANDMARK_ABOVE):
+        return _map_from_server_graph(store, pts, params, filter, max_points, cache, say, cancel, started)
     say("reading vectors", 0.02)
     vectors = in_worker(lambda _s: load_vectors(store, pts, filter), "reading vectors", 0.02, 0.1,
                         2.0 + 3e-5 * len(pts), say, cancel)
@@ -145,6 +148,33 @@ def compute_map(store: Store, collection: str, params: ProjectionParams = UmapPa
               "saving", 0.99, 1.0, 1.0 + len(pts) / 300_000, say, cancel)
     say("done", 1.0)
     return MapResult(pts, coords, method, used, notes, False, time.perf_counter() - started, layout)
+
+
+def _map_from_server_graph(store: Store, pts: PointSet, params: UmapParams, filter: Filter | None,
+                           max_points: int | None, cache: ArrayCache | None, say: Progress, cancel: Cancel,
+                           started: float) -> MapResult:
+    """A UMAP map of every matching point of a Qdrant server collection: the server answers the kNN graph page by
+    page (batched queries by point id on its own HNSW), and the layout runs on the graph alone, so the vectors
+    never come into this process. Only every matching point (no sample): the server's neighbours are among them."""
+    k_graph = max(params.n_neighbors, SHARED_K)
+    key = key_of("knn", pts.fingerprint, k_graph)
+    hit = cache.get("knn", key) if cache else None
+    if hit is not None:
+        knn = KnnGraph(hit["indices"], hit["similarities"], str(hit["method"]), 0.0)
+    else:
+        def build(report: Progress) -> KnnGraph:
+            return knn_from_store(store, pts.collection, pts.ids, pts.vector, k_graph, filter=filter,
+                                  progress=lambda w, f: report(w, 0.05 + 0.3 * f))
+        knn = in_worker(build, "kNN graph (server)", 0.05, 0.35, _expected_knn_s(len(pts)), say, cancel)
+        _put_graph(cache, key, knn)
+    check(cancel)
+    proj = in_worker(lambda s: project_graph(knn, params, progress=s), "UMAP layout", 0.35, 0.99,
+                     1.0 + len(pts) / 2000, say, cancel)
+    check(cancel)
+    _put_map(cache, store, pts, filter, max_points, params, proj.coords, proj.method, proj.notes, "full", 0)
+    say("done", 1.0)
+    return MapResult(pts, proj.coords, proj.method, proj.params, proj.notes, False, time.perf_counter() - started,
+                     "full")
 
 
 # --- incremental -----------------------------------------------------------------------------------------------

@@ -100,3 +100,27 @@ def test_vector_matrix_follows_the_order_given_and_names_missing_points(engine, 
         store.delete("c", [ids[3]])
         with pytest.raises(LookupError):
             store.vector_matrix("c", [ids[1], ids[3]], "m")
+
+
+def test_a_server_collection_is_mapped_from_its_graph_without_its_vectors(monkeypatch):
+    """compute_map on a server store: the graph comes from the server and the layout runs on it alone."""
+    from core.maps import compute_map
+    from core.projection import UmapParams
+
+    rng = np.random.default_rng(3)
+    centers = np.eye(16, dtype=np.float32)[:2] * 4
+    side = rng.integers(0, 2, 400)
+    x = centers[side] + 0.3 * rng.normal(size=(400, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    with open_store(url=":memory:") as store:
+        ids = _fill(store, x)
+        monkeypatch.setattr(store, "engine", "server")  # local mode answers the same API as a server
+        _no_vectors_leave_the_store(store, monkeypatch)
+        result = compute_map(store, "c", UmapParams(n_neighbors=10))
+    row = {pid: i for i, pid in enumerate(ids)}
+    order = [row[pid] for pid in result.points.ids]
+    coords, groups = result.coords, side[order]
+    assert result.layout == "full" and coords.shape == (400, 2) and np.isfinite(coords).all()
+    # the two clusters land apart: each point's nearest 2D neighbour is from its own cluster
+    d = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1) + np.eye(400) * 1e9
+    assert (groups[d.argmin(1)] == groups).mean() > 0.98
