@@ -123,7 +123,7 @@ if held is None or held[0] != view_key:
     try:
         with status_box:
             result = compute_view(big)
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:
         st.warning(md_escape(exc))
         st.stop()
     except MapCancelled:

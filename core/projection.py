@@ -11,6 +11,8 @@ import numpy as np
 
 from .knn import KnnGraph, knn_graph
 
+# t-SNE grows faster than linearly and has no landmark layout here: above this, the map asks for UMAP or a sample.
+TSNE_MAX_POINTS = 200_000
 PARALLEL_ABOVE = 20_000  # points; see _umap
 UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.distances", "umap.sparse")
 
@@ -88,6 +90,10 @@ def project(vectors: np.ndarray, params: ProjectionParams, knn: KnnGraph | None 
         notes.append(f"{n} point(s) are too few for {params.method.upper()}; placed along their main direction.")
         return Projection(_small(x), "pca", used, notes, time.perf_counter() - started)
 
+    if isinstance(params, TsneParams) and n > TSNE_MAX_POINTS:
+        raise ValueError(f"A t-SNE map of {n:,} points would take hours on a few cores (openTSNE: ~200 s at "
+                         f"100,000). Use UMAP, which draws every point, or set the points to at most "
+                         f"{TSNE_MAX_POINTS:,} (a seeded sample).")
     if isinstance(params, PcaParams):
         say("PCA", 0.5)
         coords = _pca(x, 2, params.seed)

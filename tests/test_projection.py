@@ -113,3 +113,14 @@ def test_umap_from_the_graph_alone_is_trustworthy(parallel_above, monkeypatch):
     assert p.coords.shape == (800, 2) and np.isfinite(p.coords).all()
     assert p.params["n_neighbors"] == 11 and "more than the graph's 10" in p.notes[0]
     assert trustworthiness(x, p.coords, n_neighbors=10, metric="cosine") >= 0.9
+
+
+def test_tsne_of_too_many_points_asks_for_umap_or_a_sample(monkeypatch):
+    from core import projection
+
+    monkeypatch.setattr(projection, "TSNE_MAX_POINTS", 50)
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32)
+    with pytest.raises(ValueError, match="Use UMAP") as err:
+        project(x, TsneParams())
+    assert "60 points" in str(err.value) and "50" in str(err.value)
+    assert project(x[:50], TsneParams(perplexity=5)).coords.shape == (50, 2)  # at the limit it still runs
