@@ -85,22 +85,23 @@ def stop_map() -> None:
     st.session_state["explore_stopped"] = True
 
 
-def compute_view(big: bool):
+def compute_view(big: bool, restart: bool):
     """The map for the request: minutes at a million points, so then a background job with progress and Stop."""
     if big:
         result = map_in_background(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"],
-                                   on_stop=stop_map)
+                                   on_stop=stop_map, restart=restart)
         if result is None:
             st.stop()
         return result
     return map_with_status(ctx.store, s.name, req["params"], req["vector"], req["filter"], req["max_points"])
 
 
-if st.session_state.pop("explore_stopped", False):
-    st.info("The map was stopped. Press **Draw map** to start it again.")
-
+stopped = st.session_state.pop("explore_stopped", False)
 req = st.session_state.get("explore_request")
 write_url(method=req["method"] if req else None, color=color_by if req else None, map="1" if req else None)
+if stopped and not req:
+    st.info("The map was stopped. Press **Draw map** to start it again.")
+    st.stop()
 if not req or req["collection"] != s.name:
     st.info("Choose the settings and press **Draw map**. Maps are cached: the same map opens at once next time.")
     st.stop()
@@ -122,12 +123,15 @@ status_box = st.container()
 if held is None or held[0] != view_key:
     try:
         with status_box:
-            result = compute_view(big)
+            # a new Draw map restarts a map that someone stopped; a rerun or another session only hears of it
+            result = compute_view(big, restart=bool(drawn or redraw_from_url))
     except (LookupError, ValueError) as exc:
         st.warning(md_escape(exc))
         st.stop()
     except MapCancelled:
-        st.info("The map was stopped. Press **Draw map** to start it again.")
+        st.session_state.pop("explore_request", None)  # a later rerun must not start it again
+        st.info("The map was stopped (here or in another session watching it). Press **Draw map** to start it "
+                "again.")
         st.stop()
     held = (view_key, result, map_view(result, s, ctx.label_field, color_by, suspects if show_suspects else None))
     st.session_state["explore_view"] = held

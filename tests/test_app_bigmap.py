@@ -61,6 +61,29 @@ def test_a_large_map_computes_in_the_background_and_stops(big_env, monkeypatch):
     release.set()
 
 
+def test_stop_in_one_session_stops_the_map_for_a_session_that_joined_it(big_env, monkeypatch):
+    release, calls = threading.Event(), []
+
+    def slow_map(progress=None, **_):
+        calls.append(1)
+        while not release.wait(0.02):
+            progress("kNN graph", 0.4)
+
+    monkeypatch.setattr(map_jobs, "compute_map", slow_map)
+    first, second = explore(), explore()
+    first.button(key="FormSubmitter:explore_form-Draw map").click().run()
+    second.button(key="FormSubmitter:explore_form-Draw map").click().run()
+    assert len(calls) == 1  # the second session joined the running job
+    [stop] = [b for b in first.button if b.label == "Stop"]
+    stop.click().run()
+    second.run()
+    assert not second.exception, second.exception
+    assert "The map was stopped" in texts(second) and not [b for b in second.button if b.label == "Stop"]
+    second.run()  # and it is not started again behind the user's back
+    assert len(calls) == 1 and not [b for b in second.button if b.label == "Stop"]
+    release.set()
+
+
 def test_a_large_map_is_drawn_by_the_component_and_a_selection_opens_the_gallery(big_env):
     at = explore()
     at.button(key="FormSubmitter:explore_form-Draw map").click().run()

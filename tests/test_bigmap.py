@@ -99,7 +99,8 @@ def test_a_map_job_reports_progress_and_stops_when_asked(monkeypatch):
     job.cancel()
     assert job.wait(5) and isinstance(job.error, map_jobs.MapCancelled) and job.result is None
     assert len(seen) < 1000
-    assert jobs.get_or_start("k", {}) is not job  # a stopped job is not handed out again: Draw map restarts it
+    assert jobs.get_or_start("k", {}, restart=False) is job  # a session that joined hears it was stopped
+    assert jobs.get_or_start("k", {}) is not job  # a new Draw map starts it again
 
 
 def test_a_map_job_hands_its_stop_signal_to_compute_map(monkeypatch):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from core.store import StoreLocked, open_store
 from scripts.check_pages import CHROMIUM, launch, wait_idle
@@ -127,20 +128,25 @@ def decide(page, session: Session, truth_by_file: dict, phase: str, done: int) -
     row = truth_by_file[file_name]
     true = row["true_label"]
     card = cards.filter(has_text=file_name)  # re-found at each click: the list may re-order meanwhile
+    action = "accept" if suggested == true else "confirm" if given == true else "relabel"
     for attempt in range(3):
-        if suggested == true:
-            action = "accept"
-            click(session, one_button(session, card, f"Accept '{true}'"))
-        elif given == true:
-            action = "confirm"
-            click(session, one_button(session, card, "Mark correct"))
-        else:
-            action = "relabel"
-            box = card.get_by_role("combobox").first
-            click(session, box)
-            box.press_sequentially(true)  # the list filters as one types
-            click(session, page.get_by_role("option", name=true, exact=True))
-            click(session, one_button(session, card, "Relabel"))
+        try:
+            if action == "accept":
+                click(session, one_button(session, card, f"Accept '{true}'"))
+            elif action == "confirm":
+                click(session, one_button(session, card, "Mark correct"))
+            else:
+                box = card.get_by_role("combobox").first
+                click(session, box)
+                box.press_sequentially(true)  # the list filters as one types
+                click(session, page.get_by_role("option", name=true, exact=True))
+                click(session, one_button(session, card, "Relabel"))
+        except PlaywrightTimeout:
+            # the card left or changed while the user reached for it (a re-rank redrew the list): look again
+            session.retries += 1
+            if session.retries > 50:
+                raise
+            return decide(page, session, truth_by_file, phase, done)
         try:
             page.get_by_text(f"Fixed in this session: {done + 1}.").wait_for(timeout=30_000)
             break

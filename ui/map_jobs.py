@@ -1,7 +1,7 @@
 """Maps computed off the script thread: a 1M-point map takes minutes, and a Streamlit rerun (any click) would
 interrupt and restart a map computed on the script's own thread. One job per map request, shared by every session
-that asks for the same map (a second user or a reload joins it). Stop cancels it; a session still waiting for it
-starts it again on its next run."""
+that asks for the same map (a second user or a reload joins it). Stop cancels it for every session watching it:
+they are told it was stopped, and only a new Draw map (restart=True) starts it again."""
 from __future__ import annotations
 
 import os
@@ -66,10 +66,15 @@ class MapJobs:
         self._jobs: dict[str, MapJob] = {}
         self._lock = threading.Lock()
 
-    def get_or_start(self, key: str, args: dict[str, Any], start: Callable[[str, dict], MapJob] = MapJob) -> MapJob:
+    def get_or_start(self, key: str, args: dict[str, Any], start: Callable[[str, dict], MapJob] = MapJob,
+                     restart: bool = True) -> MapJob:
+        """The job for `key`, started when there is none or the last one failed. A stopped job is handed out as it
+        is (its sessions say it was stopped) unless `restart` (someone pressed Draw map again)."""
         with self._lock:
             job = self._jobs.get(key)
-            if job is None or job.cancelled.is_set() or (job.done() and job.error is not None):
+            stopped = job is not None and job.cancelled.is_set()
+            failed = job is not None and not stopped and job.done() and job.error is not None
+            if job is None or failed or (stopped and restart):
                 job = self._jobs[key] = start(key, args)
             return job
 

@@ -13,7 +13,7 @@ from core import settings
 from core.cache import ArrayCache, key_of
 from core.colors import label_colors
 from core.figures import CANVAS_FROM, MapArrays, MapFigure, group_names, map_arrays, map_figure
-from core.maps import MapResult, compute_map
+from core.maps import MapCancelled, MapResult, compute_map
 from core.projection import ProjectionParams
 from core.store import Filter, Store
 from core.warmup import is_warm, warm_up
@@ -88,14 +88,17 @@ def map_job_key(collection: str, params: ProjectionParams, vector: str | None, f
 
 def map_in_background(store: Store, collection: str, params: ProjectionParams, vector: str | None,
                       filter: Filter | None, max_points: int,
-                      on_stop: Callable[[], None] | None = None) -> MapResult | None:
+                      on_stop: Callable[[], None] | None = None, restart: bool = False) -> MapResult | None:
     """The map, or None while its background job runs: then a progress bar and a Stop button are drawn, and the
     page reruns by itself when the map is ready. Other users and pages stay responsive meanwhile. Stop cancels
-    the job and calls `on_stop` (the page forgets the request, so that its rerun does not start it again)."""
+    the job and calls `on_stop` (the page forgets the request, so that its rerun does not start it again); every
+    other session waiting for it gets MapCancelled. restart: a stopped job of the same map starts again (Draw map)."""
     key = map_job_key(collection, params, vector, filter, max_points)
     job = map_jobs().get_or_start(key, {"store": store, "collection": collection, "params": params,
                                         "vector": vector, "filter": filter, "max_points": max_points,
-                                        "cache": array_cache()})
+                                        "cache": array_cache()}, restart=restart)
+    if job.cancelled.is_set():
+        raise MapCancelled("The map was stopped.")
     job.wait(1.0)  # a cached map is back within this: no progress bar flashes
     if job.done():
         map_jobs().forget(key)
@@ -115,8 +118,8 @@ def map_in_background(store: Store, collection: str, params: ProjectionParams, v
 def _job_progress(key: str, on_stop: Callable[[], None] | None) -> None:
     """While the map's job runs: its step, a bar and Stop; reruns the whole page once it is done."""
     job = map_jobs().get(key)
-    if job is None or job.done():
-        st.rerun()
+    if job is None or job.done() or job.cancelled.is_set():
+        st.rerun()  # the whole page: it draws the map, or says the map was stopped
     what, fraction = job.progress
     st.progress(min(1.0, max(0.0, fraction)), text=f"Drawing the map: {what} ({time.time() - job.started:.0f} s)")
 
