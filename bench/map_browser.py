@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.app_server import start_app as serve  # noqa: E402
 from bench.machine import machine_info  # noqa: E402
 
 COLLECTION, VECTOR, DIM = "million", "synthetic", 512
@@ -105,26 +104,7 @@ def lasso_box(coords: np.ndarray, target: int) -> tuple[list[list[float]], int]:
 
 
 def start_app(store: Path, cache: Path, max_points: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"} | {
-        "HF_HUB_OFFLINE": "1", "ATLAS_STORE_PATH": str(store), "ATLAS_CACHE_DIR": str(cache),
-        "ATLAS_MAP_MAX_POINTS": str(max_points)}
-    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.port", str(port), "--server.headless",
-                             "true", "--server.address", "127.0.0.1"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return proc, url
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the app did not start") from None
-            time.sleep(0.5)
+    return serve(store, cache, {"ATLAS_MAP_MAX_POINTS": str(max_points)})
 
 
 def map_frame(page, timeout_s: float = 600):

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from check_pages import IDLE, launch, problems  # noqa: E402
+from app_server import start_app as serve  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 GOAL_P50_S, GOAL_MAX_S, GOAL_FIRST_LOAD_S = 1.0, 2.0, 2.0
@@ -38,31 +39,8 @@ TIMEOUT_MS = 180_000
 
 
 def start_app(store: Path, cache: Path):
-    """The app as scripts/demo.sh starts it (`python -m ui.serve`) on a free port against the copied store;
-    returns (process, url)."""
-    import socket
-    import subprocess
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "QDRANT_URL"} | {
-        "HF_HUB_OFFLINE": "1", "ATLAS_STORE_PATH": str(store), "ATLAS_CACHE_DIR": str(cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.port",
-                             str(port), "--server.headless", "true", "--server.address", "127.0.0.1"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            return proc, url
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise SystemExit("streamlit did not start; run `python -m ui.serve` by hand to see why.") from None
-            time.sleep(0.5)
+    """The app as scripts/demo.sh starts it, against the copied store; returns (process, url)."""
+    return serve(store, cache)
 
 
 def first_point_id(store: Path) -> str:
