@@ -66,7 +66,7 @@ def _nndescent(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return idx, 1.0 - dist.astype(np.float32) ** 2 / 2  # |a - b|^2 = 2 - 2 cos on unit vectors
 
 
-def _drop_self(idx: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def drop_self(idx: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Remove each row's own index (wherever the search put it, e.g. behind an exact duplicate) and keep k."""
     n = len(idx)
     own = idx == np.arange(n)[:, None]
@@ -98,7 +98,7 @@ def knn_graph(vectors: np.ndarray, k: int = 15, method: str = "auto") -> KnnGrap
         idx, sims = _nndescent(x, k)
     else:
         raise ValueError(f"Unknown kNN method {method!r}: use auto, exact or nndescent.")
-    idx, sims = _drop_self(idx, sims, k)
+    idx, sims = drop_self(idx, sims, k)
     return KnnGraph(idx, sims, method, time.perf_counter() - started)
 
 

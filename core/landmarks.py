@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from .knn import KnnGraph, _drop_self, knn_graph
+from .knn import KnnGraph, drop_self, knn_graph
 
 # Points in the landmark UMAP. Tuned at 200k points of generator seed 1 (never the reported seed 0): trustworthiness
 # 0.9553 / 0.9567 / 0.9568 with 25k / 50k / 100k landmarks against 0.9570 for a full UMAP of a 100k sample and
@@ -153,7 +153,7 @@ def large_knn_graph(vectors: np.ndarray, k: int, seed: int = 0) -> KnnGraph:
                                   max_candidates=60, low_memory=True, compressed=True, n_jobs=-1)
     idx, dist = index.neighbor_graph
     del index
-    idx, sims = _drop_self(idx, 1.0 - dist.astype(np.float32) ** 2 / 2, k)
+    idx, sims = drop_self(idx, 1.0 - dist.astype(np.float32) ** 2 / 2, k)
     return KnnGraph(idx, sims, "nndescent-large", time.perf_counter() - started)
 
 
