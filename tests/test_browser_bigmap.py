@@ -9,7 +9,7 @@ import pytest
 from bench.map_browser import (COLLECTION, build_store, cache_map, drag_rect, lasso_box, map_frame,
                                map_in_view)
 from core.figures import CANVAS_FROM, quantize, rows_in_polygon
-from scripts.check_pages import CHROMIUM, launch
+from scripts.check_pages import CHROMIUM, launch, wait_idle
 from tests.conftest import streamlit_app
 
 N = CANVAS_FROM + 5_000
@@ -23,6 +23,21 @@ def big_server(tmp_path_factory):
     coords, _, ids = cache_map(tmp / "store", tmp / "cache", N)
     with streamlit_app(ATLAS_STORE_PATH=str(tmp / "store"), ATLAS_CACHE_DIR=str(tmp / "cache")) as url:
         yield url, coords, ids, tmp
+
+
+def download_selection(page, path) -> None:
+    """Press "Export selection (CSV)" once the page is idle; a click that lands while a rerun replaces the button
+    is lost, so the user presses it once more."""
+    for attempt in range(2):
+        wait_idle(page, 60)
+        try:
+            with page.expect_download(timeout=45_000) as dl:
+                page.get_by_role("button", name="Export selection (CSV)").click()
+            dl.value.save_as(path)
+            return
+        except Exception:
+            if attempt:
+                raise
 
 
 def test_lasso_selects_exactly_the_points_inside(big_server):
@@ -59,10 +74,8 @@ def test_lasso_selects_exactly_the_points_inside(big_server):
         assert N // 5 < len(expected) < N // 3
         page.get_by_text(f"Selection: {len(expected):,} points").wait_for(timeout=60_000)
 
-        with page.expect_download(timeout=60_000) as dl:
-            page.get_by_role("button", name="Export selection (CSV)").click()
         path = tmp / "selection.csv"
-        dl.value.save_as(path)
+        download_selection(page, path)
         with open(path, newline="") as f:
             first = list(csv.DictReader(f))
         assert {row["id"] for row in first} == expected
@@ -75,9 +88,7 @@ def test_lasso_selects_exactly_the_points_inside(big_server):
         page.wait_for_function(
             f"[...document.querySelectorAll('h3')].some(h => h.textContent.startsWith('Selection:') "
             f"&& h.textContent !== 'Selection: {len(expected):,} points')", timeout=60_000)
-        with page.expect_download(timeout=60_000) as dl:
-            page.get_by_role("button", name="Export selection (CSV)").click()
-        dl.value.save_as(path)
+        download_selection(page, path)
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
         assert rows and {r["id"] for r in rows} == {r["id"] for r in first if r["label"] != name}
