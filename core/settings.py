@@ -30,8 +30,12 @@ SETTINGS: tuple[Setting, ...] = (
             "open_clip:<architecture>; use it on machines without internet."),
     Setting("ATLAS_BATCH_SIZE", 32, "Images per model forward pass during ingest."),
     Setting("ATLAS_DEVICE", "auto", "Torch device for the model: auto (CUDA when available, fp16 there), cpu, cuda."),
-    Setting("ATLAS_CPU_BF16", "auto", "bfloat16 on the CPU: auto (where the CPU supports it; about 2x faster, "
-            "cosine to float32 >= 0.999), on, off."),
+    Setting("ATLAS_CPU_BF16", "auto", "bfloat16 on the CPU: auto (where the CPU supports it and the model keeps "
+            "cosine >= 0.999 to float32 there: OpenCLIP models on OpenVINO), on (every model; EfficientNet-Lite0 "
+            "drops to cosine 0.993), off."),
+    Setting("ATLAS_RUNTIME", "auto", "What runs the image model on a CPU: auto (OpenVINO, else ONNX Runtime, else "
+            "torch), torch, onnx, openvino. The model is exported to ONNX once and cached in ATLAS_CACHE_DIR/models. "
+            "A GPU always runs torch."),
     Setting("ATLAS_WORKERS", 2, "Threads that read, decode and preprocess images while the model runs."),
     Setting("ATLAS_MAX_IMAGE_PIXELS", 50_000_000, "Images with more pixels are skipped as possible decompression bombs."),
     Setting("ATLAS_IMAGE_BASE_URL", "", "Base URL where the image folder is served over HTTP; stored as image_url "
@@ -46,7 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
             "such points are not scored by the audit but get a suggested label (comma-separated)."),
     Setting("ATLAS_USER", "", "Name recorded in label_history for relabels (empty: the login name)."),
     Setting("ATLAS_MAX_UPLOAD_MB", 20, "Largest image accepted as a search query upload, in MB."),
-    Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, numba's compiled code, and remembered image folders."),
+    Setting("ATLAS_CACHE_DIR", "./data/cache", "Folder for thumbnails, computed maps and kNN graphs, exported models, numba's compiled code, and remembered image folders."),
     Setting("ATLAS_LOCK_CONNECTION", "auto", "Lock the sidebar's Qdrant connection (shown as text, no fields, ?qdrant= "
             "links ignored): auto (locked when QDRANT_URL is set in the environment or secrets.toml), on, off."),
     Setting("ATLAS_ALLOWED_HOSTS", "", "Hosts (host or host:port, comma-separated) the server may fetch images "

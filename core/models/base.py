@@ -78,6 +78,9 @@ class Embedder(ABC):
     device: str = "cpu"
     cpu_bf16: bool = False  # bfloat16 autocast on CPUs that support it (cosine to fp32 >= 0.999)
     cpu_micro_batch: int = 0  # CPU forwards in slices of this size (0: whole batch), the fastest size on CPU
+    input_size: int = 224  # square side `preprocess` produces
+    runtime: str = "torch"  # what runs the image forward: torch, onnx or openvino (models/runtime.py)
+    runtime_note: str = ""  # why a faster runtime was not used, when auto fell back to torch
 
     @abstractmethod
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -86,6 +89,13 @@ class Embedder(ABC):
     @abstractmethod
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Model features of a batch already on the device (unnormalised)."""
+
+    def example_batch(self, n: int) -> torch.Tensor:
+        """n preprocessed grey images as float32: the example input for tracing the forward."""
+        import torch
+
+        grey = self.preprocess(Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128)))
+        return torch.stack([grey] * n).float()
 
     def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
         """A stacked NCHW batch from `preprocess` to an (N, dim) float32 array of unit rows."""

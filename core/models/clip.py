@@ -86,6 +86,8 @@ class OpenClipEmbedder(Embedder):
         self._preprocess = preprocess
         self._tokenizer = open_clip.get_tokenizer(arch)
         self.dim = int(self.model.visual.output_dim)
+        size = getattr(self.model.visual, "image_size", 224)
+        self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return self._preprocess(limit_aspect(image))  # open_clip scales the short side with no cap on the long
