@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import models, settings
+from core.models.runtime import describe
 from core.exporting import to_csv
 from core.formats import MANIFEST_SUFFIXES, SourceOptions, detect_kind, scan_source
 from core.formats.manifest import LABEL_COLUMNS, PATH_COLUMNS, read_table
@@ -22,8 +23,8 @@ LAYOUTS = ("What works: a folder with one subfolder per label (apple/1.jpg, bana
 
 
 @st.cache_resource(show_spinner=False)
-def load_model(choice: models.ModelChoice, device: str, cpu_bf16: str) -> models.Embedder:
-    return models.load(choice, device, cpu_bf16)
+def load_model(choice: models.ModelChoice, device: str, cpu_bf16: str, runtime: str) -> models.Embedder:
+    return models.load(choice, device, cpu_bf16, runtime)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -114,9 +115,12 @@ if submitted:  # True in this one run only: the ingest runs once per click
             st.caption(md_escape(note))
         choice = models.choose(model_name, settings.get("ATLAS_CLIP_WEIGHTS"))
         check_collection(ctx.store, collection.strip(), choice.name)
-        with st.spinner(f"Loading {choice.name}…"):
-            model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
-        st.caption(f"Model: {choice.name} — {md_escape(choice.reason)}")
+        with st.spinner(f"Loading {choice.name} (the first time on this machine it is also exported for a "
+                        "faster CPU runtime, a few seconds)…"):
+            model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"),
+                               settings.get("ATLAS_RUNTIME"))
+        reason = f"{choice.reason}; runs on {describe(model)}"
+        st.caption(f"Model: {choice.name} — {md_escape(reason)}")
         bar = st.progress(0.0, text=f"0 of {plural(len(scan.files), 'image')}")
 
         def on_progress(p) -> None:
@@ -126,7 +130,7 @@ if submitted:  # True in this one run only: the ingest runs once per click
 
         report = ingest(ctx.store, resolved, collection.strip(), model, base_url=base_url.strip(),
                         batch_size=int(batch_size), workers=settings.get("ATLAS_WORKERS"),
-                        max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), model_reason=choice.reason,
+                        max_pixels=settings.get("ATLAS_MAX_IMAGE_PIXELS"), model_reason=reason,
                         report_dir=settings.get("ATLAS_REPORT_DIR"), cache_dir=settings.get("ATLAS_CACHE_DIR"),
                         progress=on_progress, options=options, scan=scan)
         st.session_state["ingest_report"] = report.as_dict()

@@ -58,12 +58,13 @@ def ingest(source: str | Path, collection: str, *, model: Any = None, store: Sto
     from . import models
     from .formats import SourceOptions
     from .ingest import ingest as run
+    from .models.runtime import describe
 
     reason = model_reason
     if model is None or isinstance(model, str):
         choice = models.choose(model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
         model = models.load(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
-        reason = choice.reason
+        reason = f"{choice.reason}; runs on {describe(model)}"
     options = SourceOptions(path_column=path_column, label_column=label_column, id_column=id_column,
                             images_dir=images_dir)
     with _using(store) as s:

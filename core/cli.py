@@ -23,6 +23,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from . import api, models
     from .formats import SourceOptions, scan_source
     from .ingest import summary_lines
+    from .models.runtime import describe
 
     options = SourceOptions(path_column=getattr(args, "path_column", "") or None,
                             label_column=getattr(args, "label_column", None),
@@ -33,6 +34,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     choice = models.choose(args.model or settings.get("ATLAS_MODEL"), settings.get("ATLAS_CLIP_WEIGHTS"))
     print(f"model: {choice.name} ({choice.reason})", file=sys.stderr)
     model = models.load(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"))
+    print(f"runs on: {describe(model)}", file=sys.stderr)
     bar = tqdm(total=0, unit="img", desc=f"ingest {args.collection}", disable=args.quiet, file=sys.stderr)
 
     def on_progress(p) -> None:
@@ -42,7 +44,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with _store(args) as store:
         report = api.ingest(args.folder, args.collection, model=model, store=store, base_url=args.base_url or None,
                             batch_size=args.batch_size or None, prune=args.prune, progress=on_progress, scan=scan,
-                            model_reason=choice.reason)
+                            model_reason=f"{choice.reason}; runs on {describe(model)}")
     bar.close()
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))

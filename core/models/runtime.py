@@ -63,21 +63,19 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-class _ImageForward:
+def _image_forward(embedder: Embedder) -> torch.nn.Module:
     """The torch module ONNX export traces: preprocessed pixels in, unnormalised features out."""
+    import torch
 
-    def __new__(cls, embedder: Embedder) -> torch.nn.Module:
-        import torch
+    class ImageForward(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = embedder.model  # registered, so its weights are exported as initialisers
 
-        class ImageForward(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = embedder.model  # registered, so its weights are exported as initialisers
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            return embedder._forward(pixels)
 
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                return embedder._forward(pixels)
-
-        return ImageForward().eval()
+    return ImageForward().eval()
 
 
 def export_path(embedder: Embedder, cache_dir: str | Path) -> Path:
@@ -101,7 +99,7 @@ def export_onnx(embedder: Embedder, cache_dir: str | Path) -> Path:
         if path.is_file():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        module = _ImageForward(embedder)
+        module = _image_forward(embedder)
         for p in module.parameters():
             p.requires_grad_(False)
         example = embedder.example_batch(2)
@@ -215,9 +213,11 @@ def describe(embedder: Embedder) -> str:
         return embedder.description
     import torch
 
+    version = torch.__version__.split('+')[0]
     if embedder.device.startswith("cuda"):
-        return f"PyTorch {torch.__version__.split('+')[0]} fp16 on {embedder.device}"
-    return f"PyTorch {torch.__version__.split('+')[0]} {'bf16 autocast' if embedder.cpu_bf16 else 'fp32'}"
+        return f"PyTorch {version} fp16 on {embedder.device}"
+    line = f"PyTorch {version} {'bf16 autocast' if embedder.cpu_bf16 else 'fp32'}"
+    return f"{line} ({embedder.runtime_note})" if embedder.runtime_note else line
 
 
 __all__ = ["RUNTIMES", "CompiledEmbedder", "available", "describe", "export_onnx", "pick_runtime", "wrap"]
