@@ -428,6 +428,13 @@ def _ordered_prefetch(pool: ThreadPoolExecutor, items: list, fn: Callable[[Any],
             pending.append(pool.submit(fn, nxt))
 
 
+def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One batch from preprocessed images, copied by numpy on this thread. torch.stack spreads the copy over torch's
+    intra-op threads, which then wait for cores the decode threads and the model's runtime hold: on 2 cores it took
+    4-12 ms per batch of 32 in the pipeline (under 2 ms alone), 5-10% of an OpenVINO ingest; numpy takes 2 ms."""
+    return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+
+
 def check_collection(store: Store, collection: str, model_name: str, dim: int | None = None) -> bool:
     """True when the collection exists and takes this model's vectors, False when it does not exist yet;
     raises IngestError when ingesting this model into it would mix embedding spaces or erase vectors."""
@@ -516,7 +523,7 @@ def ingest(store: Store, folder: Path | str, collection: str, model: Embedder, *
         if not batch:
             return
         ids = [item.file.pid for item, _ in batch]
-        vectors = model.embed_batch(torch.stack([item.tensor for item, _ in batch]))
+        vectors = model.embed_batch(stack([item.tensor for item, _ in batch]))
         if not np.isfinite(vectors).all():
             raise RuntimeError("The model produced non-finite vectors; nothing from this batch was written.")
         # Read the points being updated right before writing, so that an edit made during the run is kept.

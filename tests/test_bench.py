@@ -22,11 +22,45 @@ def test_store_benchmark_runs(tmp_path):
 
 
 def test_ingest_benchmark_runs(tmp_path):
+    from core import models
+    from core.models import runtime
+
     out = _run("ingest.py", "--out", str(tmp_path / "ingest.json"))
-    result = json.loads((tmp_path / "ingest.json").read_text())
-    assert [r["path"][:3] for r in result["results"]] == ["(a)", "(b)", "(c)"]
-    assert all(r["images_per_second"] > 0 for r in result["results"])
-    assert "(c) pipeline" in out.stdout
+    text = (tmp_path / "ingest.json").read_text()
+    result = json.loads(text)
+    rows = result["results"]
+    bf16 = models.cpu_bf16_supported()
+    assert result["machine"]["cpu_bf16"] == bf16 and result["machine"]["packages"]["openvino"]
+    # the default runtime is the one core.models.load picks with ATLAS_RUNTIME=auto, ATLAS_CPU_BF16=auto
+    chosen = runtime.pick_runtime("auto", "cpu")
+    default = (chosen, "bf16" if models.use_bf16("effnet-lite0", "auto", "cpu", chosen) else "fp32")
+    assert chosen != "torch" and result["config"]["default_runtime"]["runtime"] == chosen
+    ceilings = [("ceiling", "torch", "fp32")] + [("ceiling", "torch", "bf16")] * bf16 + [
+        ("ceiling", "onnx", "fp32"), ("ceiling", "openvino", "fp32")] + [("ceiling", "openvino", "bf16")] * bf16
+    assert [(r["kind"], r["runtime"], r["precision"]) for r in rows] == ceilings + [
+        ("tutorial", "torch", "fp32"), ("pipeline", *default), ("pipeline", "torch", "fp32")]
+    assert [r["path"][:3] for r in rows] == ["(a)"] * len(ceilings) + ["(b)", "(c)", "(c)"]
+    assert [(r["kind"], r["runtime"], r["precision"]) for r in rows if r["default"]] == [
+        ("ceiling", *default), ("pipeline", *default)]
+    assert all(r["images"] == 64 and r["images_per_second"] > 0 and r["cpu_seconds"] > 0 for r in rows)
+    # every runtime embeds the same images as torch fp32 does: the pipelines' stored vectors too
+    for r in rows:
+        if r["kind"] != "tutorial":
+            assert r["cosine_to_torch_fp32_min"] >= (0.999 if r["precision"] == "fp32" else 0.98), r
+    goals = result["goals"]
+    assert set(goals) == {"runtime_vs_torch_ceiling", "pipeline_vs_ceiling", "pipeline_vs_tutorial",
+                          "runtime_vs_torch_bf16_ceiling"}
+    measured = {k: g for k, g in goals.items() if g.get("measured", True)}
+    assert set(measured) == set(goals) - ({"runtime_vs_torch_bf16_ceiling"} if not bf16 else set())
+    for name, g in measured.items():
+        assert g["ratio"] > 0 and g["pass"] == (g["ratio"] >= g["goal"])
+        [line] = [ln for ln in out.stdout.splitlines() if ln.startswith(f"- {name}: ")]
+        assert f"(goal >= {g['goal']}) {'PASS' if g['pass'] else 'FAIL'}" in line
+    default_rate = next(r for r in rows if r["default"])["images_per_second"]
+    assert abs(goals["runtime_vs_torch_ceiling"]["ratio"] - default_rate / rows[0]["images_per_second"]) < 0.01
+    assert goals["runtime_vs_torch_ceiling"]["ratio"] > 1  # the compiled runtime beats eager torch, even under load
+    assert f"(c) pipeline, {chosen}" in out.stdout
+    assert str(ROOT) not in text and "/usr/" not in text  # no machine-specific paths in a result file
 
 
 def test_search_benchmark_runs(tmp_path):
