@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -10,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may wait on the network
+# Exported models go to a temporary folder, not ./data/cache; numba's compiled map code (scripts/setup.sh warms it
+# there) stays where it is, or every test process would compile UMAP again.
+os.environ.setdefault("NUMBA_CACHE_DIR", str((ROOT / "data" / "cache" / "numba").resolve()))
+os.environ["ATLAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="atlas-test-cache-")
+atexit.register(shutil.rmtree, os.environ["ATLAS_CACHE_DIR"], True)
 
 from core.ingest import ingest  # noqa: E402
 from core.store import open_store  # noqa: E402

@@ -1,6 +1,7 @@
 """Model registry: names stored with the data (as the Qdrant vector name) map back to the model that made them."""
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 
@@ -80,6 +81,7 @@ def load(choice: ModelChoice, device: str = "auto", cpu_bf16: str = "auto", runt
             except ModelError as exc:
                 if setting.strip().lower() != "auto":
                     raise
+                model = copy.copy(model)  # shares the weights; the note must not reach torch asked for by name
                 model.runtime_note = f"{exc} Running on torch instead."
         _cache[key] = model
         return model

@@ -78,6 +78,7 @@ class Embedder(ABC):
     device: str = "cpu"
     cpu_bf16: bool = False  # bfloat16 autocast on CPUs that support it (cosine to fp32 >= 0.999)
     cpu_micro_batch: int = 0  # CPU forwards in slices of this size (0: whole batch), the fastest size on CPU
+    runtime_micro_batch: dict[str, int] = {}  # the fastest slice per CPU runtime (bench/ingest.py --tune)
     input_size: int = 224  # square side `preprocess` produces
     runtime: str = "torch"  # what runs the image forward: torch, onnx or openvino (models/runtime.py)
     runtime_note: str = ""  # why a faster runtime was not used, when auto fell back to torch

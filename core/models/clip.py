@@ -64,6 +64,7 @@ class OpenClipEmbedder(Embedder):
     supports_text = True
 
     cpu_micro_batch = 16
+    runtime_micro_batch = {"onnx": 16, "openvino": 32}  # --tune: OpenVINO bf16 79.5 img/s at 32 vs 74.7 at 16
 
     def __init__(self, arch: str = DEFAULT_ARCH, pretrained: str | None = "openai", device: str = "cpu",
                  name: str | None = None, cpu_bf16: bool = False):

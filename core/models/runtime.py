@@ -113,8 +113,10 @@ def export_onnx(embedder: Embedder, cache_dir: str | Path) -> Path:
                                   dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
                                   opset_version=OPSET, dynamo=False)
             os.replace(tmp, path)  # whole file or none: a crash mid-export never leaves a broken cache entry
-        except Exception as exc:  # noqa: BLE001 - any exporter failure means: stay on torch, say why
-            tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # an interrupted export too: a ViT-B-32 leftover is 350 MB
+            if not isinstance(exc, Exception):
+                raise
             raise ModelError(f"Could not export {embedder.name} to ONNX ({type(exc).__name__}: {exc}).") from None
         finally:
             torch.backends.mha.set_fastpath_enabled(fastpath)
@@ -152,7 +154,8 @@ def openvino_runner(path: Path, bf16: bool) -> tuple[Callable[[np.ndarray], np.n
 
     def run(x: np.ndarray) -> np.ndarray:
         with lock:
-            return request.infer({0: x})[0].copy()  # the output buffer is reused by the next call
+            # share_inputs: no copy of the batch in; the output buffer is reused by the next call, so copy it out
+            return request.infer({0: x}, share_inputs=True)[0].copy()
 
     return run, f"OpenVINO {ov.get_version().split('-')[0]} {precision}"
 
@@ -204,7 +207,8 @@ def wrap(base: Embedder, runtime: str, cache_dir: str | Path, bf16: bool) -> Emb
         raise
     except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the graph: the caller falls back or says so
         raise ModelError(f"{runtime} could not load {path.name} ({type(exc).__name__}: {exc}).") from None
-    return CompiledEmbedder(base, run, runtime, description, base.cpu_micro_batch)
+    micro_batch = base.runtime_micro_batch.get(runtime, base.cpu_micro_batch)
+    return CompiledEmbedder(base, run, runtime, description, micro_batch)
 
 
 def describe(embedder: Embedder) -> str:
