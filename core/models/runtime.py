@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 RUNTIMES = ("auto", "torch", "onnx", "openvino")
 OPSET = 18
-EXPORT_VERSION = 1  # bump when the exported graph changes, so old cache files are not reused
+EXPORT_VERSION = 2  # bump when the exported graph changes, so old cache files are not reused
 
 
 def available(runtime: str) -> bool:
