@@ -115,8 +115,9 @@ if submitted:  # True in this one run only: the ingest runs once per click
             st.caption(md_escape(note))
         choice = models.choose(model_name, settings.get("ATLAS_CLIP_WEIGHTS"))
         check_collection(ctx.store, collection.strip(), choice.name)
-        with st.spinner(f"Loading {choice.name} (the first time on this machine it is also exported for a "
-                        "faster CPU runtime, a few seconds)…"):
+        exporting = settings.get("ATLAS_RUNTIME") != "torch"
+        with st.spinner(f"Loading {choice.name}" + (" (the first time on this machine it is also exported for a "
+                                                   "faster CPU runtime, a few seconds)…" if exporting else "…")):
             model = load_model(choice, settings.get("ATLAS_DEVICE"), settings.get("ATLAS_CPU_BF16"),
                                settings.get("ATLAS_RUNTIME"))
         reason = f"{choice.reason}; runs on {describe(model)}"
@@ -146,6 +147,8 @@ if report:
     st.success(md_escape(first))
     for line in kept:
         st.text(line)  # notes, labels and paths are user data: plain text
+    if report.get("model_reason"):
+        st.text(f"Model: {report.get('model', '')} ({report['model_reason']})")
     if report["skipped_files"]:
         skipped = pd.DataFrame(report["skipped_files"])
         st.dataframe(skipped, hide_index=True, width="stretch")

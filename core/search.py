@@ -38,6 +38,8 @@ def model_for(vector_name: str, weights_file: str = "", device: str = "auto", cp
                           "point instead.")
     try:
         return models.load(models.choose(vector_name, weights_file), device, cpu_bf16)
+    except models.SettingError as exc:
+        raise SearchError(str(exc)) from None
     except models.ModelError as exc:
         raise SearchError(f"This collection was built with '{vector_name}', whose weights are not available "
                           f"here: {exc}") from None

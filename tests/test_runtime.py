@@ -241,6 +241,15 @@ def test_invalid_runtime_is_refused_with_the_valid_values(value, monkeypatch, fr
     assert models._cache == {}  # refused before any model was loaded
 
 
+def test_search_names_a_bad_runtime_setting_not_missing_weights(monkeypatch, fresh_load_cache):
+    from core.search import SearchError, model_for
+
+    monkeypatch.setenv("ATLAS_RUNTIME", "bogus")
+    with pytest.raises(SearchError) as err:
+        model_for("effnet-lite0", device="cpu")
+    assert "ATLAS_RUNTIME='bogus'" in str(err.value) and "weights" not in str(err.value)
+
+
 def test_auto_falls_back_to_torch_when_export_fails_and_a_named_runtime_raises(images, reference, tmp_path,
                                                                                  monkeypatch, fresh_load_cache):
     def broken_export(*args, **kwargs):

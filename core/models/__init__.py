@@ -5,7 +5,8 @@ import copy
 import threading
 from dataclasses import dataclass
 
-from .base import Embedder, ModelError, TextNotSupported, cpu_bf16_supported, pick_device, tune_cpu_allocator
+from .base import (Embedder, ModelError, SettingError, TextNotSupported, cpu_bf16_supported, pick_device,
+                   tune_cpu_allocator)
 
 CLIP = "clip-vit-b-32"
 EFFNET = "effnet-lite0"
@@ -120,5 +121,5 @@ def load_by_name(name: str = "auto", weights_file: str = "", device: str = "auto
     return load(choice, device, cpu_bf16, runtime), choice.reason
 
 
-__all__ = ["CLIP", "EFFNET", "Embedder", "ModelChoice", "ModelError", "TextNotSupported", "choose", "is_model_name",
-           "load", "load_by_name"]
+__all__ = ["CLIP", "EFFNET", "Embedder", "ModelChoice", "ModelError", "SettingError", "TextNotSupported", "choose",
+           "is_model_name", "load", "load_by_name"]

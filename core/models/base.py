@@ -19,6 +19,10 @@ class ModelError(Exception):
     """A model that cannot be loaded or used; the message names the setting or model that helps."""
 
 
+class SettingError(ModelError):
+    """A setting with a value that names no model, device or runtime: the fix is the setting, not the weights."""
+
+
 class TextNotSupported(ModelError):
     pass
 

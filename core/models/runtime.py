@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .base import Embedder, ModelError
+from .base import Embedder, ModelError, SettingError
 
 if TYPE_CHECKING:
     import torch
@@ -38,10 +38,10 @@ def pick_runtime(setting: str, device: str) -> str:
     ONNX Runtime, then torch; always torch on a GPU."""
     setting = (setting or "auto").strip().lower()
     if setting not in RUNTIMES:
-        raise ModelError(f"ATLAS_RUNTIME={setting!r} is not a runtime: use one of {', '.join(RUNTIMES)}.")
+        raise SettingError(f"ATLAS_RUNTIME={setting!r} is not a runtime: use one of {', '.join(RUNTIMES)}.")
     if device != "cpu":
         if setting in ("onnx", "openvino"):
-            raise ModelError(f"ATLAS_RUNTIME={setting} runs on the CPU only, but ATLAS_DEVICE chose {device}. "
+            raise SettingError(f"ATLAS_RUNTIME={setting} runs on the CPU only, but ATLAS_DEVICE chose {device}. "
                              "Use ATLAS_RUNTIME=auto or torch on a GPU, or ATLAS_DEVICE=cpu.")
         return "torch"
     if setting == "auto":
