@@ -55,7 +55,7 @@ _cache_lock = threading.Lock()
 
 def load(choice: ModelChoice, device: str = "auto", cpu_bf16: str = "auto", runtime: str | None = None,
          cache_dir: str | None = None) -> Embedder:
-    """The model for a choice, loaded once per process. cpu_bf16: auto (where the CPU supports it), on, off.
+    """The model for a choice, loaded once per process. cpu_bf16: auto (where AUTO_BF16 and the CPU allow), on, off.
     runtime: auto, torch, onnx, openvino (None: the ATLAS_RUNTIME setting); cache_dir holds exported models
     (None: ATLAS_CACHE_DIR). auto runs the image forward on OpenVINO on a CPU and falls back to torch, saying why
     in `runtime_note`, when the export or the runtime fails; a runtime asked for by name raises instead."""
