@@ -178,16 +178,10 @@ class CompiledEmbedder(Embedder):
         return self.base.preprocess(image)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Embedder.embed_batch slices the batch by cpu_micro_batch and normalises, as for the torch models
         import torch
 
         return torch.from_numpy(self._run(np.ascontiguousarray(x.numpy(), dtype=np.float32)))
-
-    def embed_batch(self, batch: torch.Tensor) -> np.ndarray:
-        pixels = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
-        step = max(1, self.cpu_micro_batch or len(pixels))
-        features = np.concatenate([self._run(pixels[i:i + step]) for i in range(0, len(pixels), step)])
-        features = features.astype(np.float32, copy=False)
-        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return self.base.embed_texts(texts)
